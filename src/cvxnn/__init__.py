@@ -1,0 +1,32 @@
+"""cvxnn: two-layer ReLU networks trained to a certified global optimum.
+
+The training problem of a two-layer ReLU network with weight decay is solved
+through its exact convex reformulation (Pilanci & Ergen, ICML 2020) or through
+the gated ReLU relaxation (Mishkin, Sahiner & Pilanci, ICML 2022).  Every solve
+returns a duality-gap certificate.
+
+Main entry points: :func:`solve`, :class:`ConvexReLURegressor`,
+:class:`ConvexReLUClassifier`, :class:`TwoLayerReLU`, :func:`load`,
+:func:`sample_gates`, :func:`enumerate_patterns`.
+"""
+
+from .network import GatedTwoLayerReLU, TwoLayerReLU, load
+from .patterns import arrangement_count, compute_masks, enumerate_patterns, sample_gates
+from .solve import SolveResult, solve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "solve", "SolveResult", "TwoLayerReLU", "GatedTwoLayerReLU", "load",
+    "sample_gates", "enumerate_patterns", "compute_masks", "arrangement_count",
+    "ConvexReLURegressor", "ConvexReLUClassifier",
+]
+
+
+def __getattr__(name):
+    # the estimators import scikit-learn's estimator machinery; load them on first use
+    if name in ("ConvexReLURegressor", "ConvexReLUClassifier"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'cvxnn' has no attribute {name!r}")

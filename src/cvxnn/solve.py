@@ -1,0 +1,269 @@
+"""One entry point: :func:`solve` trains a two-layer ReLU network by convex optimisation."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ._data import augment, check_alpha, check_X, check_y, encode_targets
+from .losses import LOSSES
+from .network import network_from_gated, network_from_relu
+from .patterns import compute_masks, enumerate_patterns, sample_gates
+from .problems import GatedReLUProblem, ReLUProblem, group_norms
+
+__all__ = ["solve", "SolveResult", "FORMULATIONS", "SOLVERS"]
+
+FORMULATIONS = ("relu", "gated")
+#: native solvers per formulation, and the cvxpy reference solvers
+SOLVERS = ("auto", "fista", "al", "clarabel", "cvxpy")
+
+
+@dataclass
+class SolveResult:
+    """What :func:`solve` returns.
+
+    Attributes
+    ----------
+    network : TwoLayerReLU or GatedTwoLayerReLU
+        The trained network (balanced weights), ready for ``predict``.
+    objective : float
+        Convex objective at the returned weights; equals
+        ``network.objective(X, y, alpha)``.
+    gap, relative_gap : float
+        Duality gap certificate ``objective - dual_bound`` and ``gap / objective``.
+        It certifies optimality over the patterns used (``certified_over``).
+    certified_over : str
+        ``"all activation patterns (enumerated)"`` when ``gates="enumerate"``,
+        otherwise ``"the P sampled activation patterns"``: a program over sampled
+        patterns is optimal over those patterns, not globally.
+    weights : dict
+        Convex weights: ``{"U": (d_aug, P, c)}`` (gated) or ``{"V", "W"}`` (ReLU).
+    gates : ndarray of shape (d_aug, P)
+    constraint_violation : float
+        Relative cone-constraint violation (0 for the gated program).
+    """
+
+    network: object
+    objective: float
+    gap: float
+    relative_gap: float
+    n_iter: int
+    time: float
+    converged: bool
+    weights: dict
+    gates: np.ndarray
+    classes: np.ndarray | None
+    n_active: int
+    formulation: str
+    loss: str
+    alpha: float
+    bias: bool
+    solver: str
+    certified_over: str
+    constraint_violation: float = 0.0
+    dual_bound: float = float("nan")
+    history: list = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"SolveResult(formulation={self.formulation!r}, loss={self.loss!r}, "
+                f"objective={self.objective:.8g}, relative_gap={self.relative_gap:.2e}, "
+                f"n_active={self.n_active}, n_iter={self.n_iter}, time={self.time:.3f}s, "
+                f"converged={self.converged})")
+
+
+def _check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _check_gates(gates, X, bias):
+    d = X.shape[1]
+    G = np.asarray(gates)
+    if G.dtype.kind not in "iuf" or G.ndim != 2:
+        raise ValueError(
+            f"gates must be a 2-D numeric array of shape (d, P) or (d + 1, P) with one gate per "
+            f"column; got shape {G.shape} and dtype {G.dtype}"
+        )
+    G = G.astype(np.float64)
+    if not np.all(np.isfinite(G)):
+        raise ValueError("gates contains NaN or infinity")
+    rows_ok = (d, d + 1) if bias else (d,)
+    if G.shape[0] not in rows_ok:
+        raise ValueError(
+            f"gates must have {' or '.join(map(str, rows_ok))} rows for X with {d} features "
+            f"(bias={bias}); got {G.shape[0]}"
+        )
+    if G.shape[1] < 1:
+        raise ValueError("gates must contain at least one gate (column)")
+    if bias and G.shape[0] == d:
+        G = np.vstack([G, np.zeros((1, G.shape[1]))])
+    return G
+
+
+def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n_gates=100,
+          bias=True, solver="auto", tol=1e-6, max_iter=None, random_state=None, verbose=0,
+          classification=None, warm_start=None) -> SolveResult:
+    """Train a two-layer ReLU network by solving its convex reformulation.
+
+    Objective (one convention everywhere; ``c`` outputs, blocks per pattern and output)::
+
+        gated:  L(sum_i D_i Xa U_i, Y) + alpha * sum_{i,k} ||U[:, i, k]||_2
+        relu:   L(sum_i D_i Xa (V_i - W_i), Y) + alpha * sum_{i,k} (||V[:, i, k]|| + ||W[:, i, k]||)
+                s.t. (2 D_i - I) Xa V_i >= 0, (2 D_i - I) Xa W_i >= 0
+
+    with ``L`` the squared loss ``||Z - Y||^2 / (2n)``, the mean logistic loss or the
+    mean softmax cross-entropy, ``Xa = [X, 1]`` when ``bias`` (the bias is the last
+    entry of each block and is regularised) and ``D_i = diag(1[Xa g_i > 0])``.  The
+    returned network's weight-decay objective
+    ``L + alpha/2 (||W1||^2 + ||b1||^2 + ||W2||^2)`` equals the convex objective.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Regression targets (squared loss, numeric ``y``) or class labels of any
+        sortable type (logistic: 2 classes; cross_entropy: 2 or more; squared loss
+        on labels when ``classification=True`` or ``y`` is non-numeric: two classes
+        map to -1/+1, more to one-hot).
+    alpha : float, default=1e-3
+        Weight-decay strength (>= 0).
+    formulation : {"relu", "gated"}, default="relu"
+    loss : {"squared", "logistic", "cross_entropy"}, default="squared"
+    gates : array of shape (d, P) or (d + 1, P), or "enumerate", default=None
+        Gate vectors, one per column, acting on ``X`` (``d`` rows) or on ``[X, 1]``
+        (``d + 1`` rows, only with ``bias=True``).  ``"enumerate"`` uses every
+        activation pattern (exact, only for data of small rank).  ``None`` samples
+        ``n_gates`` Gaussian gates with ``random_state``.
+    n_gates : int, default=100
+    bias : bool, default=True
+    solver : {"auto", "fista", "al", "clarabel", "cvxpy"}, default="auto"
+        ``auto`` picks FISTA (gated) or the augmented Lagrangian (relu);
+        ``clarabel``/``cvxpy`` use the interior-point reference (needs ``cvxnn[cvx]``).
+    tol : float, default=1e-6
+        Target relative duality gap (and relative constraint violation for relu).
+    max_iter : int, optional
+        Iteration budget of the native solvers (default 20000).
+    random_state : int, Generator or None
+    verbose : int, default=0
+    classification : bool, optional
+        Force (or forbid) label encoding for the squared loss.
+    warm_start : dict, optional
+        Convex weights from a previous result with the same gates
+        (``result.weights``).
+
+    Returns
+    -------
+    SolveResult
+    """
+    t0 = time.perf_counter()
+    formulation = _check_choice(formulation, "formulation", FORMULATIONS)
+    loss = _check_choice(loss, "loss", tuple(LOSSES))
+    solver = _check_choice(solver, "solver", SOLVERS)
+    X = check_X(X, "X", min_samples=2)
+    y = check_y(y, X.shape[0], "y")
+    alpha = check_alpha(alpha)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if max_iter is None:
+        max_iter = 20000
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer or None, got {max_iter!r}")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias must be True or False, got {bias!r}")
+    if loss != "squared" and classification is False:
+        raise ValueError(f"loss={loss!r} is a classification loss; classification=False is invalid")
+    if solver == "fista" and formulation == "relu":
+        raise ValueError("solver='fista' solves the gated program; use 'al' or 'auto' for formulation='relu'")
+    if solver == "al" and formulation == "gated":
+        raise ValueError("solver='al' solves the relu program; use 'fista' or 'auto' for formulation='gated'")
+
+    Y, classes = encode_targets(y, loss, classification)
+    X = X.astype(np.float64, copy=False)
+    Xa = augment(X, bias)
+    exact = isinstance(gates, str)
+    if exact:
+        if gates != "enumerate":
+            raise ValueError(f"gates must be an array, None or 'enumerate', got {gates!r}")
+        G = enumerate_patterns(X, bias=bias)
+    elif gates is None:
+        G = sample_gates(X, n_gates, bias=bias, random_state=random_state)
+    else:
+        G = _check_gates(gates, X, bias)
+    D = compute_masks(X, G, bias=bias)
+
+    if formulation == "gated":
+        problem = GatedReLUProblem(Xa, D, Y, loss, alpha)
+    else:
+        problem = ReLUProblem(Xa, D, Y, loss, alpha)
+
+    history: list = []
+    violation = 0.0
+    if solver in ("clarabel", "cvxpy"):
+        from .solvers import cvxpy_ref
+
+        if formulation == "gated":
+            out = cvxpy_ref.solve_gated_cvxpy(Xa, D, Y, alpha, loss, verbose=bool(verbose))
+            U = out["U"]
+            gap = problem.gap(U)
+        else:
+            out = cvxpy_ref.solve_relu_cvxpy(Xa, D, Y, alpha, loss, verbose=bool(verbose))
+            Q = np.stack([out["V"], out["W"]], axis=1)
+            A = np.stack([out["A_V"], out["A_W"]], axis=1)
+            gap = problem.gap(Q, A=A, refine_iter=200)
+            violation = problem.violation(Q)
+        n_iter = 0
+        converged = gap.relative_gap <= tol and violation <= max(tol, 1e-8)
+        used = "clarabel"
+    elif formulation == "gated":
+        U0 = None if warm_start is None else warm_start.get("U")
+        out = _solve_native_gated(problem, U0, tol, max_iter, verbose)
+        U, gap, n_iter, converged, history = (out["U"], out["gap"], out["n_iter"],
+                                              out["converged"], out["history"])
+        used = "fista"
+    else:
+        Q0 = None
+        if warm_start is not None and "V" in warm_start:
+            Q0 = np.stack([warm_start["V"], warm_start["W"]], axis=1)
+        from .solvers.al import solve_relu_al
+
+        out = solve_relu_al(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
+        Q, gap, n_iter, converged, history = (out["Q"], out["gap"], out["n_iter"],
+                                              out["converged"], out["history"])
+        violation = out["violation"]
+        used = "al"
+
+    if formulation == "gated":
+        weights = {"U": U}
+        network = network_from_gated(U, G, bias=bias, classes=classes, loss=loss)
+        n_active = int(np.count_nonzero(group_norms(U)))
+    else:
+        weights = {"V": Q[:, 0], "W": Q[:, 1]}
+        network = network_from_relu(Q[:, 0], Q[:, 1], bias=bias, classes=classes, loss=loss)
+        n_active = int(np.count_nonzero(group_norms(Q)))
+    if not converged:
+        msg = (f"cvxnn.solve did not reach tol={tol:g}: relative duality gap "
+               f"{gap.relative_gap:.3e}")
+        if formulation == "relu":
+            msg += f", relative constraint violation {violation:.3e}"
+        msg += f" after {n_iter} iterations; increase max_iter or loosen tol"
+        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+    certified_over = ("all activation patterns (enumerated)" if exact
+                      else f"the {G.shape[1]} given/sampled activation patterns")
+    return SolveResult(
+        network=network, objective=gap.primal, gap=gap.gap, relative_gap=gap.relative_gap,
+        n_iter=n_iter, time=time.perf_counter() - t0, converged=bool(converged), weights=weights,
+        gates=G, classes=classes, n_active=n_active, formulation=formulation, loss=loss,
+        alpha=alpha, bias=bool(bias), solver=used, certified_over=certified_over,
+        constraint_violation=float(violation), dual_bound=gap.dual, history=history,
+    )
+
+
+def _solve_native_gated(problem, U0, tol, max_iter, verbose):
+    from .solvers.gated import solve_gated_fista
+
+    return solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)

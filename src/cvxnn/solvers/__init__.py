@@ -1,0 +1,1 @@
+"""Solvers for the convex programs of cvxnn."""
