@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from ._data import augment, check_alpha, check_X, check_y, encode_targets
 from .losses import LOSSES
@@ -201,6 +202,20 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     else:
         problem = ReLUProblem(Xa, D, Y, loss, alpha)
 
+    # small GEMMs run faster on one BLAS thread (threads spin and contend on 2-core machines)
+    size = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1]
+    with threadpool_limits(limits=1 if size <= SMALL_PROBLEM_SIZE else None, user_api="blas"):
+        return _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_iter,
+                      verbose, warm_start, classes, exact, t0)
+
+
+#: problems with n * d * P * c at most this size are solved with one BLAS thread
+SMALL_PROBLEM_SIZE = 50_000_000
+
+
+def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_iter, verbose,
+           warm_start, classes, exact, t0):
+    Xa, Y = problem.Xa, problem.Y
     history: list = []
     violation = 0.0
     if solver in ("clarabel", "cvxpy"):
@@ -229,9 +244,7 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         Q0 = None
         if warm_start is not None and "V" in warm_start:
             Q0 = np.stack([warm_start["V"], warm_start["W"]], axis=1)
-        from .solvers.al import solve_relu_al
-
-        out = solve_relu_al(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
+        out = _solve_native_relu(problem, Q0, tol, max_iter, verbose)
         Q, gap, n_iter, converged, history = (out["Q"], out["gap"], out["n_iter"],
                                               out["converged"], out["history"])
         violation = out["violation"]
@@ -251,7 +264,7 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         if formulation == "relu":
             msg += f", relative constraint violation {violation:.3e}"
         msg += f" after {n_iter} iterations; increase max_iter or loosen tol"
-        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     certified_over = ("all activation patterns (enumerated)" if exact
                       else f"the {G.shape[1]} given/sampled activation patterns")
     return SolveResult(
@@ -267,3 +280,9 @@ def _solve_native_gated(problem, U0, tol, max_iter, verbose):
     from .solvers.gated import solve_gated_fista
 
     return solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)
+
+
+def _solve_native_relu(problem, Q0, tol, max_iter, verbose):
+    from .solvers.al import solve_relu_al
+
+    return solve_relu_al(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
