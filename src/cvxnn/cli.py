@@ -294,13 +294,19 @@ def _check_readable(path: str, what: str) -> None:
         raise InputError(f"{what} is a directory, not a file: {path}")
 
 
+def _import_pandas():
+    """pandas if it is installed, else None (it is an optional dependency)."""
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
 def _read_csv(path: str) -> _Table:
     """Read a CSV file with a header row (pandas if importable, else the csv module)."""
     _check_readable(path, "CSV file")
-    try:
-        import pandas as pd
-    except ImportError:
-        pd = None
+    pd = _import_pandas()
     if pd is not None:
         try:
             df = pd.read_csv(path)
@@ -527,7 +533,6 @@ def _fold_standardization(network, mean: np.ndarray, scale: np.ndarray,
 
 
 def _cmd_fit(args) -> int:
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
 
@@ -611,16 +616,13 @@ def _cmd_fit(args) -> int:
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
+        warnings.simplefilter("always")
         # solver progress goes to stderr so that stdout stays parseable (--json)
         with contextlib.redirect_stdout(sys.stderr):
             est.fit(Xs_tr, ys_tr)
     elapsed = time.perf_counter() - t0
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            print(f"cvxnn: warning: {_one_line(w.message)}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for w in caught:  # one line each, like the errors
+        print(f"cvxnn: warning: {_one_line(w.message)}", file=sys.stderr)
 
     network = est.network_
     if args.standardize:
@@ -654,6 +656,7 @@ def _cmd_fit(args) -> int:
         "objective": est.objective_,
         "gap": est.gap_,
         "relative_gap": est.relative_gap_,
+        "constraint_violation": est.constraint_violation_,
         "converged": est.converged_,
         "n_iter": est.n_iter_,
         "n_active": est.n_active_,
@@ -696,6 +699,11 @@ def _print_report(r: dict) -> None:
         ("objective", num(r["objective"], ".10g")),
         ("duality gap", f"{num(r['gap'], '.3e')} (relative {num(r['relative_gap'], '.3e')})"),
         ("converged", f"{'yes' if r['converged'] else 'no'} ({r['n_iter']} iterations)"),
+    ]
+    if r["formulation"] == "relu":
+        lines.append(("constraint violation", f"{num(r['constraint_violation'], '.3e')} "
+                                              "(relative, cone constraints)"))
+    lines += [
         ("active neurons", f"{r['n_neurons']} ({r['n_active']} nonzero blocks, "
                            f"{r['n_gates']} gates sampled)"),
         (f"train {score}", num(r["train_score"], ".4f")),

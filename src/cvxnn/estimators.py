@@ -213,8 +213,11 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
     --------
     >>> from sklearn.datasets import make_regression
     >>> from cvxnn import ConvexReLURegressor
-    >>> X, y = make_regression(n_samples=50, n_features=3, random_state=0)
-    >>> reg = ConvexReLURegressor(n_gates=20, random_state=0).fit(X, y / 100)
+    >>> X, y = make_regression(n_samples=50, n_features=3, noise=1.0, random_state=0)
+    >>> reg = ConvexReLURegressor(alpha=1e-2, formulation="gated", n_gates=20, tol=1e-4,
+    ...                           random_state=0)
+    >>> reg.fit(X, y / y.std()).converged_
+    True
     >>> reg.predict(X[:2]).shape
     (2,)
     """
@@ -345,9 +348,10 @@ gates_, fit_time_, constraint_violation_, n_features_in_, feature_names_in_
     >>> from sklearn.datasets import load_iris
     >>> from cvxnn import ConvexReLUClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = ConvexReLUClassifier(n_gates=20, tol=1e-4, random_state=0).fit(X, y)
-    >>> clf.predict_proba(X[:1]).shape
-    (1, 3)
+    >>> clf = ConvexReLUClassifier(alpha=1e-2, formulation="gated", n_gates=20, tol=1e-4,
+    ...                            random_state=0).fit(X, y)
+    >>> clf.converged_, clf.predict_proba(X[:1]).shape
+    (True, (1, 3))
     """
 
     _valid_losses = _CLASSIFICATION_LOSSES
