@@ -661,6 +661,7 @@ def _cmd_fit(args) -> int:
         "n_iter": est.n_iter_,
         "n_active": est.n_active_,
         "n_neurons": est.n_neurons_,
+        "certified_over": f"the {est.gates_.shape[1]} sampled activation patterns (not all patterns)",
         "score": "accuracy" if classification else "r2",
         "train_score": train_score,
         "test_score": test_score,
@@ -699,6 +700,7 @@ def _print_report(r: dict) -> None:
         ("objective", num(r["objective"], ".10g")),
         ("duality gap", f"{num(r['gap'], '.3e')} (relative {num(r['relative_gap'], '.3e')})"),
         ("converged", f"{'yes' if r['converged'] else 'no'} ({r['n_iter']} iterations)"),
+        ("certified over", r["certified_over"]),
     ]
     if r["formulation"] == "relu":
         lines.append(("constraint violation", f"{num(r['constraint_violation'], '.3e')} "

@@ -277,12 +277,23 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
 
 
 def _solve_native_gated(problem, U0, tol, max_iter, verbose):
-    from .solvers.gated import solve_gated_fista
+    # working-set second-order solver (barrier Newton + active-set Newton on a growing
+    # set of blocks, certified by the full duality gap); see solvers/working_set.py
+    from .solvers.working_set import solve_gated_working_set
 
-    return solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)
+    return solve_gated_working_set(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)
 
 
 def _solve_native_relu(problem, Q0, tol, max_iter, verbose):
-    from .solvers.al import solve_relu_al
+    """Native ReLU solver: working-set interior point (``max_iter`` bounds its iterations).
 
-    return solve_relu_al(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
+    Falls back to the basic augmented Lagrangian for ``alpha = 0`` (no group
+    penalty, so no second-order cone) or a loss without a Hessian.
+    """
+    from .solvers.relu_ipm import solve_relu_ipm, supports_loss
+
+    if problem.alpha > 0 and supports_loss(problem.loss):
+        return solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
+    from .solvers.al import solve_relu_al_basic
+
+    return solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)

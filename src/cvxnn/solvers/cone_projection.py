@@ -101,11 +101,17 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
         npv = Xa[p] * Ssub[p, act][:, None]                 # (a, d) normal of pending constraint
         Na = N[act]
         ua = used[act]
-        Gram = np.einsum("bji,bjk->bik", Na, Na) + eye * (~ua)[:, None, :]
-        rhs = np.einsum("bji,bj->bi", Na, npv)
-        r = np.linalg.solve(Gram, rhs[..., None])[..., 0]
+        NaT = Na.transpose(0, 2, 1)
+        Gram = NaT @ Na
+        Gram[:, np.arange(d), np.arange(d)] += ~ua
+        rhs = (NaT @ npv[:, :, None])
+        try:
+            r = np.linalg.solve(Gram, rhs)[..., 0]
+        except np.linalg.LinAlgError:
+            r = np.linalg.lstsq(Gram.reshape(-1, d), rhs.reshape(-1), rcond=None)[0] if False else \
+                np.stack([np.linalg.lstsq(Gm, rh[:, 0], rcond=None)[0] for Gm, rh in zip(Gram, rhs)])
         r[~ua] = 0.0
-        z = npv - np.einsum("bij,bj->bi", Na, r)
+        z = npv - (Na @ r[:, :, None])[..., 0]
         zz = np.einsum("bi,bi->b", z, npv)
         cur = np.einsum("bi,bi->b", npv, U[act])
         nn = np.einsum("bi,bi->b", npv, npv)
@@ -144,8 +150,10 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
     lam = np.maximum(lam, 0.0)
     lam[~used] = 0.0
     # polish: make the active constraints hold with equality (when multipliers stay >= 0)
-    Gram = np.einsum("bji,bjk->bik", N, N) + eye * (~used)[:, None, :]
-    rhs = -np.einsum("bji,bj->bi", N, G.T)
+    NT = N.transpose(0, 2, 1)
+    Gram = NT @ N
+    Gram[:, np.arange(d), np.arange(d)] += ~used
+    rhs = -(NT @ G.T[:, :, None])[..., 0]
     with np.errstate(all="ignore"):
         try:
             lam2 = np.linalg.solve(Gram, rhs[..., None])[..., 0]
@@ -155,7 +163,7 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
         lam2[~used] = 0.0
         good = np.all(np.isfinite(lam2), axis=1) & np.all(lam2 >= 0, axis=1) & done
         lam[good] = lam2[good]
-    U = G.T + np.einsum("bij,bj->bi", N, lam)
+    U = G.T + (N @ lam[:, :, None])[..., 0]
     idx = np.where(used, idx, -1)
     return U.T.copy(), idx.T.copy(), lam.T.copy(), done
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from scipy.linalg import blas as _blas
 from scipy.linalg import cho_factor, cho_solve
 from scipy.special import expit, softmax
 
@@ -87,7 +88,7 @@ def supports_loss(loss) -> bool:
 
 
 # ----------------------------------------------------------------- SOC helpers
-def _soc_nt(s, z):
+def _soc_nt(s, z, full=False):
     """Nesterov-Todd scaling of second-order cones, one per row.
 
     Returns ``W``, ``Winv`` (each (m, p, p)) and ``lam = W z = Winv s``.
@@ -120,6 +121,8 @@ def _soc_nt(s, z):
     W *= eta[:, None, None]
     Winv /= eta[:, None, None]
     lam = np.einsum("bij,bj->bi", W, z)
+    if full:
+        return W, Winv, lam, w0, w1, eta
     return W, Winv, lam
 
 
@@ -194,6 +197,280 @@ def _lp_step(u, du):
     return float(r.min(initial=np.inf))
 
 
+def _spd_inv(B):
+    """Inverses of a stack of SPD matrices, with diagonal equilibration and a jitter fallback."""
+    dg = np.sqrt(np.maximum(np.einsum("bii->bi", B), 1e-300))
+    Bt = B / dg[:, :, None] / dg[:, None, :]
+    eye = np.eye(B.shape[1])
+    out = None
+    for jit in (0.0, 1e-14, 1e-12, 1e-10):
+        try:
+            with np.errstate(all="ignore"):
+                out = np.linalg.inv(Bt + jit * eye)
+            if np.all(np.isfinite(out)):
+                break
+        except np.linalg.LinAlgError:
+            out = None
+    if out is None:
+        return np.full_like(B, np.nan)
+    out = out / dg[:, :, None] / dg[:, None, :]
+    return 0.5 * (out + out.transpose(0, 2, 1))
+
+
+# ----------------------------------------------------------------- Newton systems
+class _NewtonSystem:
+    """Solver of ``K x = r``, ``K = E^T H_col E + blockdiag(B_b)`` for the restricted IPM.
+
+    ``E`` maps the block variables to *column* variables ``y_col = sum_{b in col} sigma_b q_b``
+    (a column is a (pattern, output) pair; the ``V`` and ``W`` blocks of a pattern share
+    it) and ``H_col`` is the loss Hessian in the column variables.  Eliminating the
+    blocks gives the reduced system ``(H_col + P) y = P sum_b sigma_b B_b^{-1} r_b`` with
+    ``P_col = (sum_{b in col} B_b^{-1})^{-1}``, solved either densely (Cholesky of
+    size ``p d``) or, when ``p d`` exceeds ``n`` (one output), with the Woodbury
+    identity around ``P`` (Cholesky of size ``n``).  The result is polished by
+    iterative refinement with the exact operator, which absorbs the rounding
+    errors of the (very ill-conditioned) interior-point blocks.
+    """
+
+    def __init__(self, ipm):
+        self.ipm = ipm
+        pr = ipm.pr
+        n, d = pr.Xa.shape
+        c = ipm.c
+        key = ipm.pat * c + ipm.out
+        self.ucol, self.col = np.unique(key, return_inverse=True)
+        self.p = self.ucol.size
+        self.cpat = self.ucol // c
+        self.cout = self.ucol % c
+        self.Dc = pr.Df[:, self.cpat]                # (n, p)
+        cost_dense = (self.p * d) ** 3 / 3.0
+        cost_wood = n * n * self.p * d + n ** 3 / 3.0
+        if pr.loss.name != "squared":
+            cost_dense += n * (self.p * d) ** 2
+        self.mode = "woodbury" if (c == 1 and cost_wood < cost_dense) else "dense"
+        # pairs: columns holding two blocks (V and W of a pattern)
+        order = np.argsort(self.col, kind="stable")
+        counts = np.bincount(self.col, minlength=self.p)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.first = order[starts]
+        two = counts == 2
+        self.pair_cols = np.flatnonzero(two)
+        self.pair_a = order[starts[two]]
+        self.pair_b = order[starts[two] + 1]
+        self._Hcol = None
+        self.hw = None
+        self.reg = 1e-9
+        self.live_tol = 1e-13
+        self.use_syrk = True
+        self.debug = False
+
+    # ---- column maps
+    def col_predict(self, y):
+        """``Z`` (n, c) from column variables ``y`` (p, d)."""
+        XY = self.ipm.pr.Xa @ y.T                    # (n, p)
+        C = self.Dc * XY
+        Z = np.zeros((C.shape[0], self.ipm.c))
+        for k in range(self.ipm.c):
+            sel = self.cout == k
+            if np.any(sel):
+                Z[:, k] = C[:, sel].sum(axis=1)
+        return Z
+
+    def col_adjoint(self, GZ):
+        return (self.ipm.pr.Xa.T @ (self.Dc * GZ[:, self.cout])).T    # (p, d)
+
+    def hess_weights_apply(self, Zy):
+        out = np.zeros_like(Zy)
+        for (k1, k2), w in self.hw.items():
+            out[:, k1] += w * Zy[:, k2]
+            if k1 != k2:
+                out[:, k2] += w * Zy[:, k1]
+        return out
+
+    def H_apply(self, y):
+        if self._Hcol is not None:
+            return (self._Hcol @ y.ravel()).reshape(y.shape)
+        return self.col_adjoint(self.hess_weights_apply(self.col_predict(y)))
+
+    def set_hessian(self, hw, reuse=False):
+        self.hw = hw
+        if self.mode != "dense" or (reuse and self._Hcol is not None):
+            return
+        pr = self.ipm.pr
+        n, d = pr.Xa.shape
+        p = self.p
+        Xa = pr.Xa
+        H = np.zeros((p, d, p, d))
+        rows = max(1, _CHUNK // max(p * d, 1))
+        for (k1, k2), w in hw.items():
+            c1 = np.flatnonzero(self.cout == k1)
+            c2 = np.flatnonzero(self.cout == k2)
+            if c1.size == 0 or c2.size == 0:
+                continue
+            blk = np.zeros((c1.size * d, c2.size * d))
+            for st in range(0, n, rows):
+                sl = slice(st, min(n, st + rows))
+                M1 = (self.Dc[sl][:, c1, None] * Xa[sl, None, :]).reshape(-1, c1.size * d)
+                if k1 == k2:
+                    blk += M1.T @ (w[sl, None] * M1)
+                else:
+                    M2 = (self.Dc[sl][:, c2, None] * Xa[sl, None, :]).reshape(-1, c2.size * d)
+                    blk += M1.T @ (w[sl, None] * M2)
+            blk = blk.reshape(c1.size, d, c2.size, d)
+            H[np.ix_(c1, np.arange(d), c2, np.arange(d))] = blk
+            if k1 != k2:
+                H[np.ix_(c2, np.arange(d), c1, np.arange(d))] = blk.transpose(2, 3, 0, 1)
+        self._Hcol = H.reshape(p * d, p * d)
+
+    # ---- factorisation
+    def factor(self, B):
+        """Factor for the block matrices ``B`` (m, d, d); returns False on failure."""
+        m, d, _ = B.shape
+        self.B = B
+        pa, pb = self.pair_a, self.pair_b
+        single = np.ones(m, dtype=bool)
+        single[pa] = False
+        single[pb] = False
+        self.single = np.flatnonzero(single)
+        # pairs: S = B_a + B_b, P = B_a S^{-1} B_b (parallel sum)
+        if pa.size:
+            self.Sinv = _spd_inv(B[pa] + B[pb])
+            if not np.all(np.isfinite(self.Sinv)):
+                return False
+            Ppair = B[pa] @ self.Sinv @ B[pb]
+            Ppair = 0.5 * (Ppair + Ppair.transpose(0, 2, 1))
+        Pc = np.zeros((self.p, d, d))
+        Pc[self.col[self.single]] = B[self.single]
+        if pa.size:
+            Pc[self.pair_cols] = Ppair
+        self.Pc = Pc
+        try:
+            if self.mode == "dense":
+                K = self._Hcol.copy()
+                K4 = K.reshape(self.p, d, self.p, d)
+                ar = np.arange(self.p)
+                K4[ar, :, ar, :] += Pc
+                self.Kfac = self._chol(K)
+            else:
+                # static regularisation of the (nearly singular) block part; the
+                # refinement with the exact operator removes its effect
+                Xa = self.ipm.pr.Xa
+                w = self.hw[(0, 0)]
+                Wd = self.Dc * w[:, None]
+                if self.ipm.Xkr is not None:
+                    Hd = (Wd.T @ self.ipm.Xkr).reshape(self.p, d, d)
+                else:
+                    Hd = np.einsum("np,nd,ne->pde", Wd, Xa, Xa)
+                scale = (np.einsum("bii->b", Pc) + np.einsum("bii->b", Hd)) / d
+                # F = (P + reg)^{-1} = V diag(1/lam) V^T from a symmetric eigendecomposition,
+                # with the square root L = V diag(lam^-1/2) for a symmetric rank-k update
+                lam, V = np.linalg.eigh(Pc)
+                lam = np.maximum(lam, 0.0) + (self.reg * scale)[:, None]
+                if not (np.all(np.isfinite(lam)) and np.all(lam > 0)):
+                    return False
+                F = (V / lam[:, None, :]) @ V.transpose(0, 2, 1)
+                self.F = F
+                n = Xa.shape[0]
+                C = np.zeros((n, n), order="F")
+                trF = np.einsum("bii->b", F)
+                live = np.flatnonzero(trF > self.live_tol * float(trF.max(initial=0.0)))
+                L = V / np.sqrt(lam)[:, None, :]
+                step = max(1, _CHUNK // max(n * d, 1))
+                for st in range(0, live.size, step):
+                    cols = live[st:st + step]
+                    DX = Xa[None] * self.Dc[:, cols].T[:, :, None]          # (k, n, d)
+                    if L is not None:
+                        T = np.matmul(DX, L[cols]).transpose(1, 0, 2).reshape(n, -1)
+                        C = _blas.dsyrk(1.0, T, beta=1.0, c=C, trans=0, lower=1, overwrite_c=1)
+                    else:
+                        T = np.matmul(DX, F[cols])
+                        C += T.transpose(1, 0, 2).reshape(n, -1) @ DX.transpose(1, 0, 2).reshape(n, -1).T
+                if L is None:
+                    C = 0.5 * (C + C.T)
+                C[np.diag_indices_from(C)] += 1.0 / np.maximum(w, 1e-300)
+                self.Kfac = self._chol(C)
+        except np.linalg.LinAlgError:
+            return False
+        return self.Kfac is not None
+
+    @staticmethod
+    def _chol(K):
+        diag = np.diagonal(K).copy()
+        reg = 0.0
+        for _ in range(8):
+            try:
+                if reg > 0:
+                    K = K.copy()
+                    K[np.diag_indices_from(K)] = diag + reg
+                return cho_factor(K, lower=True, overwrite_a=False, check_finite=False)
+            except np.linalg.LinAlgError:
+                reg = max(reg * 100, 1e-15 * float(np.abs(diag).max()))
+        return None
+
+    # ---- solves
+    def K_apply(self, x):
+        ipm = self.ipm
+        y = np.zeros((self.p, x.shape[1]))
+        np.add.at(y, self.col, ipm.sigma[:, None] * x)
+        Hy = self.H_apply(y)
+        return ipm.sigma[:, None] * Hy[self.col] + np.einsum("bij,bj->bi", self.B, x)
+
+    def _precond(self, r):
+        ipm = self.ipm
+        sig = ipm.sigma
+        B = self.B
+        v = np.zeros((self.p, r.shape[1]))
+        si = self.single
+        v[self.col[si]] = sig[si, None] * r[si]
+        pa, pb = self.pair_a, self.pair_b
+        if pa.size:
+            Sr_a = np.einsum("bij,bj->bi", self.Sinv, r[pa])
+            Sr_b = np.einsum("bij,bj->bi", self.Sinv, r[pb])
+            v[self.pair_cols] = (sig[pa, None] * np.einsum("bij,bj->bi", B[pb], Sr_a)
+                                 + sig[pb, None] * np.einsum("bij,bj->bi", B[pa], Sr_b))
+        if self.mode == "dense":
+            y = cho_solve(self.Kfac, v.ravel(), check_finite=False).reshape(v.shape)
+        else:
+            u = np.einsum("bij,bj->bi", self.F, v)
+            Mr = self.col_predict(u)[:, 0]
+            wv = cho_solve(self.Kfac, Mr, check_finite=False)
+            MT = self.col_adjoint(wv[:, None])
+            y = u - np.einsum("bij,bj->bi", self.F, MT)
+        x = sig[:, None] * y[self.col]
+        if pa.size:
+            h = self.H_apply(y)
+            hc = h[self.pair_cols]
+            ta = r[pa] - sig[pa, None] * hc
+            tb = r[pb] - sig[pb, None] * hc
+            yc = y[self.pair_cols]
+            a = np.einsum("bij,bj->bi", self.Sinv,
+                          sig[pa, None] * ta - sig[pb, None] * tb + np.einsum("bij,bj->bi", B[pb], yc))
+            x[pa] = sig[pa, None] * a
+            x[pb] = sig[pb, None] * (yc - a)
+        return x
+
+    def solve(self, r, n_refine=6, rtol=1e-11):
+        x = self._precond(r)
+        rn = float(np.abs(r).max(initial=0.0))
+        hist = []
+        best_e, best_x = np.inf, x
+        for _ in range(n_refine):
+            res = r - self.K_apply(x)
+            e = float(np.abs(res).max(initial=0.0))
+            hist.append(e / max(rn, 1e-300))
+            if e < best_e:
+                best_e, best_x = e, x
+            if e <= rtol * max(rn, 1e-300) or (len(hist) > 1 and e > 0.3 * hist[-2] * rn):
+                break
+            x = x + self._precond(res)
+        x = best_x
+        if self.debug:
+            res = r - self.K_apply(x)
+            hist.append(float(np.abs(res).max(initial=0.0)) / max(rn, 1e-300))
+            print("        kkt solve residuals", " ".join(f"{h:.1e}" for h in hist))
+        return x
+
+
 # ----------------------------------------------------------------- restricted IPM
 class RestrictedIPM:
     """IPM for the ReLU program restricted to the blocks ``blocks`` (flat ids of ``(2, P, c)``)."""
@@ -210,14 +487,13 @@ class RestrictedIPM:
         self.pat = i_idx
         self.out = k_idx
         self.m = self.blocks.size
-        self.upat, self.ub = np.unique(self.pat, return_inverse=True)
         self.Dp = problem.Df[:, self.pat]            # (n, m)
         self.Sp = problem.S[:, self.pat]             # (n, m)
         self.E = np.zeros((self.m, c))
         self.E[np.arange(self.m), self.out] = 1.0
         self.Xkr = Xkr
-        self._H_cache = None
         self.alpha = problem.alpha
+        self.kkt = _NewtonSystem(self)
 
     # -- linear maps
     def products(self, q):
@@ -233,7 +509,6 @@ class RestrictedIPM:
     def lp_adjoint(self, zL):
         return (self.pr.Xa.T @ (self.Sp * zL)).T      # (m, d)
 
-    # -- Hessians
     def _gram_weighted(self, W):
         """``Xa^T diag(W[:, b]) Xa`` for every column, shape (m, d, d)."""
         n, d = self.n, self.d
@@ -249,42 +524,25 @@ class RestrictedIPM:
             out += W[sl].T @ Xk
         return out.reshape(-1, d, d)
 
-    def loss_hessian(self, Z):
-        """Loss Hessian wrt ``q`` of shape (m d, m d) (cached for the squared loss)."""
-        loss = self.pr.loss
-        if loss.name == "squared" and self._H_cache is not None:
-            return self._H_cache
-        hw = _loss_hessian(loss, Z, self.pr.Y)
-        n, d, m = self.n, self.d, self.m
-        p = self.upat.size
-        Xa = self.pr.Xa
-        Df = self.pr.Df[:, self.upat]
-        H = np.zeros((m, d, m, d))
-        rows = max(1, _CHUNK // max(p * d, 1))
-        sig = self.sigma
-        for (k1, k2), w in hw.items():
-            b1 = np.flatnonzero(self.out == k1)
-            b2 = np.flatnonzero(self.out == k2)
-            if b1.size == 0 or b2.size == 0:
-                continue
-            Hp = np.zeros((p * d, p * d))
-            for st in range(0, n, rows):
-                sl = slice(st, min(n, st + rows))
-                Mp = (Df[sl, :, None] * Xa[sl, None, :]).reshape(-1, p * d)
-                Hp += Mp.T @ (w[sl, None] * Mp)
-            Hp = Hp.reshape(p, d, p, d)
-            blk = Hp[self.ub[b1]][:, :, self.ub[b2]]          # (|b1|, d, |b2|, d)
-            blk = blk * (sig[b1][:, None, None, None] * sig[b2][None, None, :, None])
-            H[np.ix_(b1, np.arange(d), b2, np.arange(d))] = blk
-            if k1 != k2:
-                H[np.ix_(b2, np.arange(d), b1, np.arange(d))] = blk.transpose(2, 3, 0, 1)
-        H = H.reshape(m * d, m * d)
-        if loss.name == "squared":
-            self._H_cache = H
-        return H
+    def certificate_gap(self, q, Z, GZ, rxq, zC):
+        """Relative duality gap of the restricted program at ``q`` with ``Theta = -grad L``.
+
+        The cone multipliers are the IPM's; the dual norm of block ``b`` is then
+        ``||r_x,b + zC_b[1:]||`` (no extra products needed).
+        """
+        from ..problems import _best_dual
+
+        pr = self.pr
+        cn = np.sqrt(np.einsum("bi,bi->b", rxq + zC[:, 1:], rxq + zC[:, 1:]))
+        cmax = float(cn.max(initial=0.0))
+        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
+        primal = pr.loss.value(Z, pr.Y) + self.alpha * float(np.sqrt(np.einsum("bi,bi->b", q, q)).sum())
+        dual, _ = _best_dual(pr.loss, -GZ, pr.Y, s_max)
+        return max(primal - dual, 0.0) / max(abs(primal), np.finfo(float).tiny)
 
     # -- the solver
-    def solve(self, x0=None, *, tol=1e-9, max_iter=80, verbose=0, zfac=1.0, sfac=1.0, tfac=0.5):
+    def solve(self, x0=None, *, tol=1e-9, max_iter=80, verbose=0, zfac=0.01, sfac=1.0, tfac=0.5, n_corr=2,
+              cert_tol=None, polish=None, polish_from=1e-5, refine=1):
         """Run the IPM; returns a dict with ``q`` (m, d), ``tau``, ``zL`` (n, m), status info."""
         pr = self.pr
         loss, Y = pr.loss, pr.Y
@@ -319,10 +577,10 @@ class RestrictedIPM:
         zL = np.broadcast_to(zfac * max(alpha, 1e-12) * tau_scale / v0, (n, m)).copy()
         nu = m * n + m
         hist = []
+        good = None
         status = "max_iter"
         it = 0
         H_reg = 0.0
-        Kfac = None
         for it in range(1, max_iter + 1):
             XQ = self.products(q)
             Z = self.predictions(XQ)
@@ -344,108 +602,643 @@ class RestrictedIPM:
             hist.append((it, fobj, relgap, pinf, dinf))
             if verbose >= 2:
                 print(f"   ipm {it:3d} f {fobj:.12g} gap {relgap:.2e} pinf {pinf:.2e} dinf {dinf:.2e}")
+            cert = None
+            if cert_tol is not None and relgap <= 1e3 * cert_tol:
+                cert = self.certificate_gap(q, Z, GZ, rxq, zC)
+            hist[-1] = hist[-1] + (cert,)
+            if dinf <= 1e-2 and pinf <= 1e-3 and (good is None or relgap < good["relgap"]):
+                good = {"q": q, "tau": tau, "sL": sL, "zL": zL, "zC": zC, "relgap": relgap}
+            if polish is not None and relgap <= polish_from and pinf <= 1e-3:
+                polish_from = relgap * 0.1
+                if polish({"q": q, "tau": tau, "sL": sL, "zL": zL, "zC": zC, "relgap": relgap}):
+                    status = "polished"
+                    break
+            if verbose >= 2 and cert is not None:
+                print(f"       certificate rel. gap {cert:.2e}")
+            if cert is not None and cert <= cert_tol and pinf <= 1e-2 * cert_tol:
+                status = "optimal"
+                break
             if relgap <= tol and pinf <= tol and dinf <= tol:
                 status = "optimal"
                 break
-            # ---- scaling
-            wL = zL / sL                      # W^{-2} of the LP cones
+            if relgap <= 1e-14 or not np.isfinite(relgap):
+                status = "optimal" if (pinf <= 1e3 * tol and dinf <= 1e3 * tol) else "stalled"
+                break
+            # ---- scaling (Nesterov-Todd); LP: W = diag(omega), lambda = sqrt(s z)
+            omega = np.sqrt(sL / zL)
             lamL = np.sqrt(sL * zL)
-            Wc, Wci, lamC = _soc_nt(sC, zC)
-            W2i = np.einsum("bij,bjk->bik", Wci, Wci)     # W^{-2}
+            Wc, Wci, lamC, w0, w1, eta = _soc_nt(sC, zC, full=True)
+            # SOC part of G^T W^{-2} G after eliminating tau (analytic, no cancellation):
+            #   W^{-2} = eta^-2 [[2w0^2-1, -2 w0 w1^T], [-2 w0 w1, I + 2 w1 w1^T]]
+            den = 2.0 * w0 * w0 - 1.0
+            a_t = den / eta ** 2
+            c_over_a = -2.0 * w0[:, None] * w1 / den[:, None]
+            # eta^-2 (I - 2 w1 w1^T / den) = eta^-2 ((I - u u^T) + u u^T / den), u = w1 / ||w1||
+            w1n = np.sqrt(np.einsum("bi,bi->b", w1, w1))
+            u = w1 / np.maximum(w1n, 1e-300)[:, None]
+            uu = u[:, :, None] * u[:, None, :]
+            Sb = (np.eye(d)[None] - uu + uu / den[:, None, None]) / (eta ** 2)[:, None, None]
             # ---- Newton matrix
-            Hl = self.loss_hessian(Z)
-            K = Hl.copy() if loss.name == "squared" else Hl
-            Gb = self._gram_weighted(wL)                   # (m, d, d)
-            a_t = W2i[:, 0, 0]
-            c_t = W2i[:, 1:, 0]
-            Eb = W2i[:, 1:, 1:] - c_t[:, :, None] * c_t[:, None, :] / a_t[:, None, None]
-            blk = Gb + Eb
-            K4 = K.reshape(m, d, m, d)
-            ar = np.arange(m)
-            K4[ar, :, ar, :] += blk
-            diagK = np.diagonal(K).copy()
-            Kfac = None
-            reg = 0.0
-            for _ in range(6):
-                try:
-                    if reg > 0:
-                        K[np.diag_indices_from(K)] = diagK + reg
-                    Kfac = cho_factor(K, lower=True, overwrite_a=False, check_finite=False)
-                    break
-                except np.linalg.LinAlgError:
-                    reg = max(reg * 100, 1e-14 * float(diagK.max()))
-            if Kfac is None:
+            hw = _loss_hessian(loss, Z, Y)
+            self.kkt.set_hessian(hw, reuse=(loss.name == "squared"))
+            Gb = self._gram_weighted(zL / sL)               # (m, d, d)
+            ok = self.kkt.factor(Gb + Sb)
+            if not ok and self.kkt.mode == "woodbury":
+                self.kkt.mode = "dense"
+                self.kkt.set_hessian(hw)
+                ok = self.kkt.factor(Gb + Sb)
+            if not ok:
                 status = "numerical"
                 break
 
-            def newton(tL, tC):
-                """Solve for (dq, dtau, dzL, dzC, dsL, dsC) given t = W^{-2}(-r_p + W d_s)."""
-                rq = -rxq + self.lp_adjoint(tL) + tC[:, 1:]
-                rt = -rxt + tC[:, 0]
-                rq_red = rq - c_t * (rt / a_t)[:, None]
-                dq = cho_solve(Kfac, rq_red.ravel(), check_finite=False).reshape(m, d)
-                dtau = (rt - np.einsum("bi,bi->b", c_t, dq)) / a_t
-                GdL = self.Sp * self.products(dq)
-                dzL = tL - wL * GdL
-                GdC = np.column_stack([dtau, dq])
-                dzC = tC - np.einsum("bij,bj->bi", W2i, GdC)
-                dsL = rpL + GdL
-                dsC = rpC + GdC
-                return dq, dtau, dzL, dzC, dsL, dsC
+            def H_q(dq):
+                return self.kkt.K_apply(dq) - np.einsum("bij,bj->bi", self.kkt.B, dq)
 
-            def max_step(dsL, dsC, dzL, dzC):
-                a1 = min(_lp_step(sL, dsL), _lp_step(zL, dzL))
-                vs = np.einsum("bij,bj->bi", Wci, dsC)
-                vz = np.einsum("bij,bj->bi", Wc, dzC)
-                a2 = min(float(_soc_step_scaled(lamC, vs).min(initial=np.inf)),
-                         float(_soc_step_scaled(lamC, vz).min(initial=np.inf)))
+            def solve_kkt(rx_q, rx_t, rp_L, rp_C, dsL_sc, dsC_sc):
+                """Newton direction for residuals ``(r_x, r_p)`` and scaled complementarity ``d_s``."""
+                rhoL = dsL_sc - rp_L / omega
+                rhoC = dsC_sc - np.einsum("bij,bj->bi", Wci, rp_C)
+                WrC = np.einsum("bij,bj->bi", Wci, rhoC)
+                rq = -rx_q + self.lp_adjoint(rhoL / omega) + WrC[:, 1:]
+                rt = -rx_t + WrC[:, 0]
+                rq_red = rq - c_over_a * rt[:, None]
+                dq = self.kkt.solve(rq_red)
+                dtau = rt / a_t - np.einsum("bi,bi->b", c_over_a, dq)
+                GdL = self.Sp * self.products(dq)
+                dzLt = rhoL - GdL / omega
+                GdC = np.column_stack([dtau, dq])
+                dzCt = rhoC - np.einsum("bij,bj->bi", Wci, GdC)
+                return dq, dtau, dzLt, dzCt
+
+            def newton(dsL_sc, dsC_sc, refine=1, homogeneous=False):
+                """Direction with ``refine`` steps of iterative refinement on the stationarity rows.
+
+                Returns (dq, dtau, dsL, dzL, dsC, dzC, dsLt, dzLt, dsCt, dzCt) (``t``: scaled).
+                ``homogeneous``: zero residuals (a corrector).
+                """
+                if homogeneous:
+                    r_xq, r_xt = np.zeros_like(rxq), np.zeros_like(rxt)
+                    r_pL, r_pC = np.zeros_like(rpL), np.zeros_like(rpC)
+                else:
+                    r_xq, r_xt, r_pL, r_pC = rxq, rxt, rpL, rpC
+                dq, dtau, dzLt, dzCt = solve_kkt(r_xq, r_xt, r_pL, r_pC, dsL_sc, dsC_sc)
+                for _ in range(refine):
+                    dzL_ = dzLt / omega
+                    dzC_ = np.einsum("bij,bj->bi", Wci, dzCt)
+                    e_q = H_q(dq) - self.lp_adjoint(dzL_) - dzC_[:, 1:] + r_xq
+                    e_t = -dzC_[:, 0] + r_xt
+                    cq, ct, czL, czC = solve_kkt(e_q, e_t, np.zeros_like(rpL), np.zeros_like(rpC),
+                                                 np.zeros_like(dsL_sc), np.zeros_like(dsC_sc))
+                    dq = dq + cq
+                    dtau = dtau + ct
+                    dzLt = dzLt + czL
+                    dzCt = dzCt + czC
+                dsLt = dsL_sc - dzLt
+                dsCt = dsC_sc - dzCt
+                GdL = self.Sp * self.products(dq)
+                dsL_ = r_pL + GdL
+                dzL_ = dzLt / omega
+                dsC_ = r_pC + np.column_stack([dtau, dq])
+                dzC_ = np.einsum("bij,bj->bi", Wci, dzCt)
+                return dq, dtau, dsL_, dzL_, dsC_, dzC_, dsLt, dzLt, dsCt, dzCt
+
+            def max_step(dsLt, dzLt, dsCt, dzCt):
+                a1 = min(_lp_step(lamL, dsLt), _lp_step(lamL, dzLt))
+                a2 = min(float(_soc_step_scaled(lamC, dsCt).min(initial=np.inf)),
+                         float(_soc_step_scaled(lamC, dzCt).min(initial=np.inf)))
                 return min(a1, a2)
 
-            # ---- predictor
-            WlamC = np.einsum("bij,bj->bi", Wc, lamC)    # = sC
-            tL = wL * (-rpL - sL)
-            tC = np.einsum("bij,bj->bi", W2i, -rpC - WlamC)
-            dq, dtau, dzL, dzC, dsL, dsC = newton(tL, tC)
-            a_aff = min(1.0, max_step(dsL, dsC, dzL, dzC))
-            gap_aff = float(np.vdot(sL + a_aff * dsL, zL + a_aff * dzL)
-                            + np.vdot(sC + a_aff * dsC, zC + a_aff * dzC))
+            # ---- predictor (d_s = -lambda)
+            dir_a = newton(-lamL, -lamC, refine=0)
+            dsLt_a, dzLt_a, dsCt_a, dzCt_a = dir_a[6:]
+            a_aff = min(1.0, max_step(dsLt_a, dzLt_a, dsCt_a, dzCt_a))
+            lamp = lamL + a_aff * dsLt_a
+            lamd = lamL + a_aff * dzLt_a
+            gap_aff = float(np.vdot(lamp, lamd))
+            lamp = lamC + a_aff * dsCt_a
+            lamd = lamC + a_aff * dzCt_a
+            gap_aff += float(np.vdot(lamp, lamd))
             sigma = min(1.0, max(0.0, gap_aff / max(gap, 1e-300))) ** 3
-            dsL_a, dzL_a = dsL, dzL
             # ---- corrector
-            rcL = -lamL * lamL + sigma * mu - dsL * dzL
-            dsL_sc = rcL / lamL                            # lambda \ rc
-            WdL = np.sqrt(sL / zL) * dsL_sc
-            a1 = np.einsum("bij,bj->bi", Wci, dsC)
-            a2 = np.einsum("bij,bj->bi", Wc, dzC)
+            dsL_sc = (-lamL * lamL + sigma * mu - dsLt_a * dzLt_a) / lamL
             e = np.zeros((m, d + 1))
             e[:, 0] = 1.0
-            rcC = -_jprod(lamC, lamC) + sigma * mu * e - _jprod(a1, a2)
+            rcC = -_jprod(lamC, lamC) + sigma * mu * e - _jprod(dsCt_a, dzCt_a)
             dsC_sc = _jinv(lamC, rcC)
-            WdC = np.einsum("bij,bj->bi", Wc, dsC_sc)
-            tL = wL * (-rpL + WdL)
-            tC = np.einsum("bij,bj->bi", W2i, -rpC + WdC)
-            dq, dtau, dzL, dzC, dsL, dsC = newton(tL, tC)
-            if verbose >= 4:
-                # check the linearised KKT equations
-                Hdq = (Hl @ dq.ravel()).reshape(m, d)
-                e1 = Hdq - self.lp_adjoint(dzL) - dzC[:, 1:] + rxq
-                e2 = -dzC[:, 0] + rxt
-                e3 = zL * dsL + sL * dzL - (-sL * zL + sigma * mu - dsL_a * dzL_a)
-                lhs = _jprod(lamC, np.einsum("bij,bj->bi", Wci, dsC) + np.einsum("bij,bj->bi", Wc, dzC))
-                e4 = lhs - rcC
-                print("      kkt check", np.abs(e1).max(), np.abs(e2).max(), np.abs(e3).max() / max(mu, 1e-300),
-                      np.abs(e4).max() / max(mu, 1e-300), "scale", np.abs(rxq).max())
-            step = min(1.0, 0.99 * max_step(dsL, dsC, dzL, dzC))
+            dirn = newton(dsL_sc, dsC_sc, refine=refine)
+            amax = max_step(*dirn[6:])
+            # ---- Gondzio's multiple centrality correctors (LP products only)
+            for _ in range(n_corr):
+                if amax >= 1.0:
+                    break
+                a_t_ = min(1.0, 1.5 * amax + 0.1)
+                dsLt, dzLt = dirn[6], dirn[7]
+                v = (lamL + a_t_ * dsLt) * (lamL + a_t_ * dzLt)
+                lo, hi = 0.1 * sigma * mu, 10.0 * sigma * mu
+                tgt = np.clip(v, lo, hi)
+                r = np.maximum(tgt - v, -hi)
+                corr = newton(r / lamL, np.zeros_like(lamC), refine=0, homogeneous=True)
+                trial = tuple(a + b for a, b in zip(dirn, corr))
+                amax_t = max_step(*trial[6:])
+                if amax_t >= amax + 0.1 * (a_t_ - amax):
+                    dirn, amax = trial, amax_t
+                else:
+                    break
+            dq, dtau, dsL, dzL, dsC, dzC, dsLt, dzLt, dsCt, dzCt = dirn
+            step = min(1.0, 0.99 * amax)
             if verbose >= 3:
-                print(f"      a_aff {a_aff:.3e} sigma {sigma:.3e} step {step:.3e} "
-                      f"steps LP s {_lp_step(sL, dsL):.2e} z {_lp_step(zL, dzL):.2e} "
-                      f"SOC s {float(_soc_step_scaled(lamC, np.einsum('bij,bj->bi', Wci, dsC)).min()):.2e} "
-                      f"z {float(_soc_step_scaled(lamC, np.einsum('bij,bj->bi', Wc, dzC)).min()):.2e}")
+                print(f"      a_aff {a_aff:.3e} sigma {sigma:.3e} step {step:.3e} | LPs {_lp_step(lamL, dsLt):.2e} LPz {_lp_step(lamL, dzLt):.2e} "
+                      f"SOCs {float(_soc_step_scaled(lamC, dsCt).min()):.2e} SOCz {float(_soc_step_scaled(lamC, dzCt).min()):.2e}")
+            if not (step >= 1e-10) or not np.all(np.isfinite(dq)):
+                status = "stalled"
+                break
             q = q + step * dq
             tau = tau + step * dtau
             sL = sL + step * dsL
-            sC = sC + step * dsC
             zL = zL + step * dzL
+            sC = sC + step * np.einsum("bij,bj->bi", Wc, dsCt)
             zC = zC + step * dzC
+        if status not in ("polished", "optimal") and good is not None:
+            # numerical trouble: fall back to the last well-behaved iterate
+            q, tau, sL, zL, zC = good["q"], good["tau"], good["sL"], good["zL"], good["zC"]
+        if polish is not None and status not in ("polished",) and good is not None:
+            if polish(dict(good)):
+                status = "polished"
+        XQ = self.products(q)
+        Z = self.predictions(XQ)
+        GZ = loss.gradient(Z, Y)
+        rxq = self.grad_q(GZ) - self.lp_adjoint(zL) - zC[:, 1:]
+        dual_norms = np.sqrt(np.einsum("bi,bi->b", rxq + zC[:, 1:], rxq + zC[:, 1:]))
         return {"q": q, "tau": tau, "zL": zL, "zC": zC, "sL": sL, "sC": sC, "n_iter": it,
-                "status": status, "history": hist}
+                "status": status, "history": hist, "dual_norms": dual_norms}
+
+
+# ----------------------------------------------------------------- pricing / certificate
+def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None):
+    """Exact dual norms ``rho_b = ||proj_{K_i}(+-Xa^T D_i Theta_k)||`` and their multipliers.
+
+    Returns ``rho`` (nb,), ``idx`` and ``lam`` (d, nb) as from :func:`project_cones`, for the
+    flat block ids ``blocks`` (default: all ``2 P c`` blocks, in ``(2, P, c)`` order).
+    """
+    d, _, P, c = problem.shape
+    G = problem.adjoint(Theta).reshape(d, -1)
+    if blocks is None:
+        blocks = np.arange(2 * P * c)
+    blocks = np.asarray(blocks, dtype=np.intp)
+    _, i_idx, _ = np.unravel_index(blocks, (2, P, c))
+    U, idx, lam, _ = project_cones(problem.Xa, problem.S, i_idx, G[:, blocks], row_norms=row_norms)
+    rho = np.sqrt(np.einsum("db,db->b", U, U))
+    return rho, idx, lam
+
+
+def _certify(problem, Q, A, Z, row_norms):
+    """Gap at ``Q``; multipliers of blocks whose dual norm exceeds ``alpha`` are replaced
+    by the optimal (projection) ones.  ``A`` (n, 2, P, c) is updated in place."""
+    alpha = problem.alpha
+    Theta = -problem.loss.gradient(Z, problem.Y)
+    norms = problem.dual_norms(Theta, A).ravel()
+    bad = np.flatnonzero(norms > alpha * (1 + 1e-12))
+    if bad.size:
+        rho, idx, lam = price_blocks(problem, Theta, bad, row_norms=row_norms)
+        better = rho < norms[bad]
+        n = A.shape[0]
+        Af = A.reshape(n, -1)
+        Af[:, bad[better]] = multipliers_dense(n, idx[:, better], lam[:, better])
+    return problem.gap(Q, A=A, Z=Z, refine_iter=0)
+
+
+def _restore_feasibility(problem, Q, blocks, row_norms):
+    """Project the blocks ``blocks`` of ``Q`` exactly onto their cones (in place)."""
+    d, _, P, c = problem.shape
+    Qf = Q.reshape(d, -1)
+    if len(blocks) == 0:
+        return Q
+    _, i_idx, _ = np.unravel_index(blocks, (2, P, c))
+    U, _, _, _ = project_cones(problem.Xa, problem.S, i_idx, Qf[:, blocks], row_norms=row_norms)
+    Qf[:, blocks] = U
+    return Q
+
+
+# ----------------------------------------------------------------- active-face polishing
+def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_newton=30, max_rounds=12,
+                   verbose=0):
+    """Solve the program exactly on the face identified by an interior-point iterate.
+
+    Blocks are classified active/zero and, per active block, the nearly active cone
+    constraints ``(S_i Xa)_J q_b = 0`` are fixed as equalities (Tapia-type
+    indicator: normalised slack below normalised multiplier).  With ``q_b = N_b v_b``
+    (``N_b`` an orthonormal basis of the null space of the fixed rows) the program is
+    smooth and unconstrained in ``v``; it is solved by Newton's method with a
+    backtracking line search.  Constraints found violated are added to the face and
+    the solve repeated.  Returns ``Q`` (d, 2, P, c) on the face (feasible to
+    rounding) or ``None``.
+    """
+    pr = problem
+    Xa = pr.Xa
+    n, d = Xa.shape
+    _, _, P, c = pr.shape
+    nb = 2 * P * c
+    alpha = pr.alpha
+    blocks = np.asarray(blocks)
+    q = q.copy()
+    qn = np.sqrt(np.einsum("bi,bi->b", q, q))
+    qmax = float(qn.max(initial=0.0))
+    if qmax <= 0:
+        return None
+    dual_slack = (zC[:, 0] - np.sqrt(np.einsum("bi,bi->b", zC[:, 1:], zC[:, 1:]))) / max(alpha, 1e-300)
+    act = (qn / qmax > dual_slack) & (qn > 1e-10 * qmax)
+    ab = np.flatnonzero(act)
+    if ab.size == 0:
+        return None
+    s_idx, i_idx, k_idx = np.unravel_index(blocks[ab], (2, P, c))
+    sig = 1.0 - 2.0 * s_idx
+    # fixed rows per active block
+    faces = []
+    for t, b in enumerate(ab):
+        sbar = sL[:, b] / (row_norms * max(qn[b], 1e-300))
+        zbar = zL[:, b] * row_norms / max(alpha, 1e-300)
+        cand = np.flatnonzero(sbar < zbar)
+        cand = cand[np.argsort(sbar[cand] / np.maximum(zbar[cand], 1e-300))]
+        faces.append(list(cand[: 4 * d]))
+    Sx = pr.S
+
+    def bases(face_rows):
+        """Null-space bases of the fixed rows (a linearly independent prefix of each list)."""
+        Ns = []
+        for t, b in enumerate(ab):
+            rows = np.asarray(face_rows[t], dtype=np.intp)
+            if rows.size == 0:
+                Ns.append(np.eye(d))
+                continue
+            A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
+            an = np.linalg.norm(A, axis=1)
+            # QR of A^T in the given (confidence) order: R_ii ~ 0 marks a dependent row
+            Qr, R = np.linalg.qr(A.T, mode="reduced" if rows.size <= d else "complete")
+            k = min(rows.size, d)
+            diag = np.abs(np.diagonal(R[:k, :k]))
+            indep = diag > 1e-8 * an[:k]
+            keep = [int(r) for r, ok in zip(rows[:k], indep) if ok][: d - 1]
+            face_rows[t] = keep
+            if keep:
+                Ak = Xa[keep] * Sx[keep, i_idx[t]][:, None]
+                Qk = np.linalg.qr(Ak.T, mode="complete")[0]
+                N = Qk[:, len(keep):]
+            else:
+                N = np.eye(d)
+            Ns.append(N)
+        return Ns
+
+    loss, Y = pr.loss, pr.Y
+    Df = pr.Df
+    for rnd in range(max_rounds):
+        Ns = bases(faces)
+        dims = np.array([N.shape[1] for N in Ns])
+        offs = np.concatenate([[0], np.cumsum(dims)])
+        nv = int(offs[-1])
+        # M_N: predictions are sum_k over outputs; columns grouped per block
+        XN = np.concatenate([Xa @ N for N in Ns], axis=1)                      # (n, nv)
+        colblock = np.repeat(np.arange(ab.size), dims)
+        MN = XN * (Df[:, i_idx[colblock]] * sig[colblock])                     # (n, nv)
+        outcol = k_idx[colblock]
+        v = np.concatenate([N.T @ q[b] for N, b in zip(Ns, ab)])
+
+        def f_val(v):
+            Z = np.zeros((n, c))
+            for k in range(c):
+                sel = outcol == k
+                Z[:, k] = MN[:, sel] @ v[sel]
+            nrm = np.sqrt(np.add.reduceat(v * v, offs[:-1])) if nv else np.zeros(0)
+            return loss.value(Z, Y) + alpha * float(nrm.sum()), Z, nrm
+
+        fv, Z, nrm = f_val(v)
+        ok = True
+        drop = None
+        Hl = None
+        for it in range(max_newton):
+            small = nrm <= 1e-6 * nrm.max(initial=0.0)
+            if np.any(small):
+                drop = np.flatnonzero(small)
+                break
+            GZ = loss.gradient(Z, Y)
+            g = np.zeros(nv)
+            for k in range(c):
+                sel = outcol == k
+                g[sel] = MN[:, sel].T @ GZ[:, k]
+            u = v / np.repeat(nrm, dims)
+            g += alpha * u
+            if Hl is None or loss.name != "squared":
+                hw = _loss_hessian(loss, Z, Y)
+                Hl = np.zeros((nv, nv))
+                for (k1, k2), w in hw.items():
+                    s1 = outcol == k1
+                    s2 = outcol == k2
+                    blk = MN[:, s1].T @ (w[:, None] * MN[:, s2])
+                    Hl[np.ix_(s1, s2)] += blk
+                    if k1 != k2:
+                        Hl[np.ix_(s2, s1)] += blk.T
+            H = Hl.copy()
+            for t in range(ab.size):
+                sl = slice(offs[t], offs[t + 1])
+                ut = u[sl]
+                H[sl, sl] += alpha * (np.eye(dims[t]) - np.outer(ut, ut)) / nrm[t]
+            try:
+                fac = cho_factor(H + 1e-14 * np.trace(H) / max(nv, 1) * np.eye(nv), lower=True,
+                                 check_finite=False)
+                step = -cho_solve(fac, g, check_finite=False)
+            except np.linalg.LinAlgError:
+                ok = False
+                break
+            dec = float(-g @ step)
+            if verbose >= 3:
+                print(f"      polish newton {it} f {fv:.15g} decrement {dec:.2e} min|v| {nrm.min() / nrm.max():.2e} "
+                      f"nv {nv} nblocks {ab.size}")
+            if dec <= 1e-16 * max(abs(fv), 1e-300):
+                break
+            t_ls = 1.0
+            while t_ls > 1e-10:
+                v_new = v + t_ls * step
+                f_new, Z_new, nrm_new = f_val(v_new)
+                if f_new <= fv - 1e-4 * t_ls * dec:
+                    break
+                t_ls *= 0.5
+            else:
+                break
+            v, fv, Z, nrm = v_new, f_new, Z_new, nrm_new
+        if not ok:
+            return None
+        if drop is None and it >= 2:
+            # blocks shrinking towards zero stall Newton (the norm is not smooth there)
+            shrink = np.flatnonzero(nrm <= 1e-3 * nrm.max(initial=0.0))
+            if shrink.size and dec > 1e-12 * max(abs(fv), 1e-300):
+                drop = shrink
+        if drop is not None:
+            keep_t = np.setdiff1d(np.arange(ab.size), drop)
+            if keep_t.size == 0:
+                return None
+            ab = ab[keep_t]
+            sig, i_idx, k_idx = sig[keep_t], i_idx[keep_t], k_idx[keep_t]
+            faces = [faces[t] for t in keep_t]
+            for t, b in enumerate(ab):
+                q[b] = Ns[keep_t[t]] @ v[offs[keep_t[t]]:offs[keep_t[t] + 1]]
+            continue
+        Q = np.zeros((d, nb))
+        for t, b in enumerate(ab):
+            Q[:, blocks[b]] = Ns[t] @ v[offs[t]:offs[t + 1]]
+        # multipliers of the fixed constraints: release those with the wrong sign
+        GZ = loss.gradient(Z, Y)
+        released = False
+        for t, b in enumerate(ab):
+            rows = faces[t]
+            if not rows:
+                continue
+            qb = Q[:, blocks[b]]
+            gq = sig[t] * (Xa.T @ (Df[:, i_idx[t]] * GZ[:, k_idx[t]]))       # grad of the loss
+            rhs = gq + alpha * qb / np.linalg.norm(qb)
+            A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
+            lam_t = np.linalg.lstsq(A.T, rhs, rcond=None)[0]
+            neg = lam_t < -1e-9 * alpha / row_norms[rows]
+            if np.any(neg):
+                worst = int(np.argmin(lam_t * row_norms[rows]))
+                faces[t] = [r for i, r in enumerate(rows) if i != worst]
+                released = True
+        if released:
+            for t, b in enumerate(ab):
+                q[b] = Q[:, blocks[b]]
+            continue
+        # feasibility of the non-fixed constraints
+        C = (Xa @ Q[:, blocks[ab]]) * Sx[:, i_idx]
+        qn2 = np.sqrt(np.einsum("db,db->b", Q[:, blocks[ab]], Q[:, blocks[ab]]))
+        bad = C < -1e-12 * row_norms[:, None] * qn2[None, :]
+        if not np.any(bad):
+            return Q.reshape(pr.shape)
+        for t in np.flatnonzero(bad.any(axis=0)):
+            rows = np.flatnonzero(bad[:, t])
+            rows = rows[np.argsort(C[rows, t] / row_norms[rows])]
+            faces[t] = list(faces[t]) + [r for r in rows if r not in faces[t]]
+    return None
+
+
+def _ipm_cost(n, d, ncols, c, squared):
+    """Rough flop count of one IPM iteration with ``ncols`` columns (see :class:`_NewtonSystem`)."""
+    pd = ncols * d
+    dense = pd ** 3 / 3.0 + (0 if squared else n * pd ** 2)
+    wood = n * n * pd + n ** 3 / 3.0
+    return min(dense, wood) if c == 1 else dense
+
+
+def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
+                   full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None) -> dict:
+    with np.errstate(all="ignore"):
+        return _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
+                               init_size=init_size, max_rounds=max_rounds, callback=callback,
+                               ipm_options=ipm_options)
+
+
+def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
+                    full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None) -> dict:
+    """Interior-point solver of the ReLU program, with a working set of blocks when large.
+
+    Parameters
+    ----------
+    problem : ReLUProblem
+    Q0 : ndarray (d, 2, P, c), optional
+        Warm start; returned at once (``n_iter = 0``) when it already satisfies the
+        stopping test, otherwise its support seeds the working set.
+    tol : float
+        Target for the relative duality gap and the relative violation.
+    max_iter : int
+        Budget of IPM iterations over all rounds.
+    full : bool, optional
+        Put every block in the IPM (default: when one IPM iteration on all blocks is
+        cheap enough).
+
+    Returns
+    -------
+    dict with ``Q``, ``gap`` (:class:`~cvxnn.problems.Gap`), ``violation``,
+    ``multipliers`` (n, 2, P, c), ``n_iter`` (IPM iterations), ``converged``,
+    ``history`` (``(n_iter, seconds, rel_gap, violation)`` per round), ``n_rounds``.
+    """
+    t0 = time.perf_counter()
+    d, _, P, c = problem.shape
+    nb = 2 * P * c
+    n = problem.Xa.shape[0]
+    alpha = problem.alpha
+    row_norms = np.sqrt(np.einsum("nd,nd->n", problem.Xa, problem.Xa))
+    squared = problem.loss.name == "squared"
+    Xkr = None
+    if n * d * d <= 4_000_000:
+        Xkr = (problem.Xa[:, :, None] * problem.Xa[:, None, :]).reshape(n, d * d)
+    if full is None:
+        full = _ipm_cost(n, d, P * c, c, squared) <= 3e9
+    history = []
+    total = 0
+
+    def finish(Q, A_work, work, rho_info, dual_norms=None):
+        """Restore feasibility, drop zero blocks, certify; returns ``(Q, gap, violation, A)``.
+
+        Blocks whose dual constraint holds strictly (``dual_norms < alpha``, so they vanish
+        at the optimum) or that are negligible are set to zero when the gap allows it.
+        """
+        qn = group_norms(Q).ravel()
+        keep = np.flatnonzero(qn > 0)
+        Q = _restore_feasibility(problem, Q, keep, row_norms)
+        A = np.zeros((n, nb))
+        if A_work is not None:
+            A[:, work] = A_work
+        if rho_info is not None:
+            others, idx, lam = rho_info
+            A[:, others] = multipliers_dense(n, idx, lam)
+        A = A.reshape((n,) + problem.shape[1:])
+        Z = problem.predict(Q)
+        gap = _certify(problem, Q, A, Z, row_norms)
+        # interior-point iterates are never exactly sparse: zero the negligible blocks
+        qn = group_norms(Q).ravel()
+        for thr in (1e-5, 1e-7, 1e-9):
+            tiny = (qn > 0) & (qn <= thr * qn.max(initial=0.0))
+            if not np.any(tiny):
+                break
+            Q2 = Q.copy()
+            Q2.reshape(d, -1)[:, tiny] = 0.0
+            Z2 = problem.predict(Q2)
+            A2 = A.copy()
+            gap2 = _certify(problem, Q2, A2, Z2, row_norms)
+            if gap2.relative_gap <= max(tol, gap.relative_gap):
+                Q, Z, gap, A = Q2, Z2, gap2, A2
+                break
+        viol = problem.violation(Q)
+        return Q, gap, viol, A
+
+    # ---- warm start: certify Q0 directly
+    work = np.zeros(0, dtype=np.intp)
+    if Q0 is not None:
+        Q = np.array(Q0, dtype=float).reshape(problem.shape)
+        support = np.flatnonzero(group_norms(Q).ravel() > 0)
+        Q = _restore_feasibility(problem, Q, support, row_norms)
+        Z = problem.predict(Q)
+        Theta = -problem.loss.gradient(Z, problem.Y)
+        rho, idx, lam = price_blocks(problem, Theta, row_norms=row_norms)
+        Qc, gap, viol, A = finish(Q, None, work, (np.arange(nb), idx, lam))
+        history.append((0, time.perf_counter() - t0, gap.relative_gap, viol))
+        if verbose:
+            print(f"[relu ipm] warm start: objective {gap.primal:.10g} rel. gap {gap.relative_gap:.3e} "
+                  f"violation {viol:.3e}")
+        if gap.relative_gap <= tol and viol <= tol:
+            return {"Q": Qc, "gap": gap, "violation": viol, "multipliers": A, "n_iter": 0,
+                    "converged": True, "history": history, "n_rounds": 0}
+    else:
+        Q = np.zeros(problem.shape)
+        support = np.zeros(0, dtype=np.intp)
+        rho = None
+
+    cert_tol = 1e-3 * tol
+    ipm_kw = dict(tol=min(1e-9, 1e-3 * tol), cert_tol=cert_tol, **(ipm_options or {}))
+    def exact_certificate(Qp):
+        """Certificate of a polished point: optimal multipliers of every block."""
+        Zp = problem.predict(Qp)
+        Theta = -problem.loss.gradient(Zp, problem.Y)
+        rho_p, idx, lam = price_blocks(problem, Theta, row_norms=row_norms)
+        A = multipliers_dense(n, idx, lam).reshape((n,) + problem.shape[1:])
+        return problem.gap(Qp, A=A, Z=Zp, refine_iter=0), A, rho_p
+
+    def make_polisher(work, best):
+        def polisher(state):
+            Qp = polish_on_face(problem, work, state["q"], state["sL"], state["zL"], state["zC"],
+                                row_norms, verbose=verbose)
+            if Qp is None:
+                if verbose >= 2:
+                    print(f"   polish at ipm gap {state['relgap']:.1e}: face solve failed")
+                return False
+            gp, Ap, rho_p = exact_certificate(Qp)
+            vp = problem.violation(Qp)
+            # the restricted program is solved when its own blocks are dual feasible
+            restricted_ok = bool(rho_p[work].max(initial=0.0) <= alpha * (1 + 1e-3 * tol))
+            if verbose >= 2:
+                print(f"   polish at ipm gap {state['relgap']:.1e}: rel. gap {gp.relative_gap:.3e} "
+                      f"violation {vp:.1e} restricted optimal {restricted_ok}")
+            if best.get("gap") is None or gp.relative_gap < best["gap"].relative_gap:
+                best.update(Q=Qp, gap=gp, viol=vp, A=Ap, rho=rho_p, restricted_ok=restricted_ok)
+            return (gp.relative_gap <= tol and vp <= tol) or restricted_ok
+        return polisher
+
+    if full:
+        work = np.arange(nb)
+        ipm = RestrictedIPM(problem, work, Xkr=Xkr)
+        best = {}
+        res = ipm.solve(None, max_iter=min(200, max_iter), verbose=max(verbose - 1, 0),
+                        polish=make_polisher(work, best), **ipm_kw)
+        total += res["n_iter"]
+        Q = res["q"].T.reshape(problem.shape).copy()
+        Q, gap, viol, A = finish(Q, res["zL"], work, None, res["dual_norms"])
+        if best.get("gap") is not None and (best["gap"].relative_gap <= tol or
+                                            best["gap"].relative_gap < gap.relative_gap):
+            Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
+        history.append((total, time.perf_counter() - t0, gap.relative_gap, viol))
+        if verbose:
+            print(f"[relu ipm] full IPM: {res['n_iter']} iterations ({res['status']}) objective "
+                  f"{gap.primal:.12g} rel. gap {gap.relative_gap:.3e} violation {viol:.3e} "
+                  f"time {time.perf_counter() - t0:.2f}s")
+        converged = gap.relative_gap <= tol and viol <= tol
+        return {"Q": Q, "gap": gap, "violation": viol, "multipliers": A, "n_iter": total,
+                "converged": bool(converged), "history": history, "n_rounds": 1}
+
+    # ---- working set
+    if rho is None:
+        Theta = -problem.loss.gradient(problem.predict(Q), problem.Y)
+        rho, _, _ = price_blocks(problem, Theta, row_norms=row_norms)
+    if init_size is None:
+        # as many columns as one cheap IPM iteration allows
+        init_size = 8
+        while init_size < nb and _ipm_cost(n, d, init_size, c, squared) <= 1e9:
+            init_size *= 2
+        init_size = max(8, min(nb, init_size))
+    cand = np.argsort(-rho)
+    cand = cand[rho[cand] > alpha]
+    work = np.union1d(support, cand[:max(0, init_size - support.size)]).astype(np.intp)
+    converged = False
+    n_rounds = 0
+    res = None
+    gap = None
+    viol = np.inf
+    A = None
+    while n_rounds < max_rounds and total < max_iter:
+        n_rounds += 1
+        ipm = RestrictedIPM(problem, work, Xkr=Xkr)
+        best = {}
+        res = ipm.solve(None, max_iter=min(200, max_iter - total), verbose=max(verbose - 1, 0),
+                        polish=make_polisher(work, best), **ipm_kw)
+        total += res["n_iter"]
+        others = np.setdiff1d(np.arange(nb), work)
+        if best.get("gap") is not None:
+            Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
+            rho_o = best["rho"][others]
+        else:
+            Qf = np.zeros((d, nb))
+            Qf[:, work] = res["q"].T
+            Q = Qf.reshape(problem.shape)
+            Z = problem.predict(Q)
+            Theta = -problem.loss.gradient(Z, problem.Y)
+            rho_o, idx, lam = price_blocks(problem, Theta, others, row_norms=row_norms)
+            Q, gap, viol, A = finish(Q, res["zL"], work, (others, idx, lam), res["dual_norms"])
+        history.append((total, time.perf_counter() - t0, gap.relative_gap, viol))
+        viol_mask = rho_o > alpha
+        if verbose:
+            print(f"[relu ipm] round {n_rounds:2d} |W| {work.size:4d} ipm {res['n_iter']:3d} ({res['status']}) "
+                  f"objective {gap.primal:.12g} rel. gap {gap.relative_gap:.3e} violation {viol:.3e} "
+                  f"violators {int(viol_mask.sum())} time {time.perf_counter() - t0:.2f}s")
+        if callback is not None:
+            callback({"Q": Q, "gap": gap, "violation": viol, "n_iter": total})
+        converged = gap.relative_gap <= tol and viol <= tol
+        if converged:
+            break
+        add = others[viol_mask]
+        if add.size == 0:
+            # every dual constraint holds: only the restricted solve can be improved
+            if ipm_kw["cert_tol"] <= 1e-3 * tol * 1e-4:
+                break
+            ipm_kw = dict(ipm_kw, tol=ipm_kw["tol"] * 1e-2, cert_tol=ipm_kw["cert_tol"] * 1e-2)
+            continue
+        add = add[np.argsort(-rho_o[viol_mask])]
+        cap = max(8, work.size)
+        work = np.union1d(work, add[:cap]).astype(np.intp)
+    return {"Q": Q, "gap": gap, "violation": viol, "multipliers": A, "n_iter": total,
+            "converged": bool(converged), "history": history, "n_rounds": n_rounds}

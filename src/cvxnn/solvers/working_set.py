@@ -144,6 +144,7 @@ class _Curvature:
             self.diag = p * (1.0 - p) / n
         elif name == "cross_entropy":
             S = softmax(Z, axis=1)
+            self.probs = S
             self.diag = S * (1.0 - S) / n
             if c > 1:
                 self.off = -(S[:, :, None] * S[:, None, :]) / n
@@ -181,6 +182,10 @@ class _WorkingSetSolver:
         self.flops = 0.0
         self.fge_unit = 2.0 * self.n * self.d * self.P * self.c
         self._eig = {}  # pattern -> (lam, Q) of Xa^T D_i Xa / n
+        self._K0 = None  # Xa Xa^T (sample-space Newton solves)
+        self.cg_rtol = 1e-2
+        self.stalled = False
+        self.max_dual_n = 3500
 
     # ------------------------------------------------------------- block Grams
     def _ensure_eig(self, pats):
@@ -250,8 +255,10 @@ class _WorkingSetSolver:
 
     # ------------------------------------------------------------- BCD sweep
     def bcd_sweep(self, Z, idx):
-        """Exact block-majorisation steps over blocks ``idx`` in order; returns new Z."""
+        """Exact block-majorisation steps over blocks ``idx`` in order; returns new Z
+        (the input ``Z`` is not modified)."""
         alpha, beta, Xa, Y = self.alpha, self.beta, self.Xa, self.Y
+        Z = Z.copy()
         u = self.u
         sq = self.name == "squared"
         n, d = self.n, self.d
@@ -284,115 +291,157 @@ class _WorkingSetSolver:
             u[b] = v
         return Z
 
-    # ------------------------------------------------------------- Newton step
+    # ------------------------------------------------------------- barrier terms
+    def _psi(self, u, mu):
+        """Barrier-smoothed penalty of the blocks ``u`` (b, d) at barrier weight ``mu``.
+
+        ``psi(r) = min_{t > r} alpha t - mu log(t^2 - r^2)`` with ``r = ||u_b||``; the
+        minimiser is ``t = (mu + s)/alpha``, ``s = sqrt(mu^2 + alpha^2 r^2)``.  Returns
+        ``(values, c1, c2)`` with ``grad psi = c1 u`` and ``hess psi = c1 I - c2 u u^T``
+        (``c1 = alpha/t``, ``c2 = alpha^2/(s t^2)``; ``c1 - c2 r^2 > 0``).
+        """
+        a = self.alpha
+        r2 = np.einsum("bd,bd->b", u, u)
+        s = np.sqrt(mu * mu + a * a * r2)
+        t = (mu + s) / a
+        val = a * t - mu * np.log(2.0 * mu * t / a)
+        c1 = a / t
+        c2 = a * a / (s * t * t)
+        return val, c1, c2
+
+    # ------------------------------------------------------------- Newton systems
     def _dense_hessian(self, A, curv):
-        """Loss Hessian restricted to blocks ``A`` (``|A| d`` square), by row chunks."""
+        """Loss Hessian restricted to blocks ``A`` (``|A| d`` square), by row chunks.
+
+        Blocks are grouped by output so that every (output, output) product is one
+        GEMM on contiguous columns; the result is permuted back to the order of ``A``.
+        """
         n, d = self.n, self.d
+        A = np.asarray(A)
         m = len(A) * d
-        H = np.zeros((m, m))
         outs = self.out[A]
-        groups = [(k, np.flatnonzero(outs == k)) for k in range(self.c)]
-        groups = [(k, g) for k, g in groups if g.size]
-        colidx = {k: (g[:, None] * d + np.arange(d)[None, :]).ravel() for k, g in groups}
+        order = np.argsort(outs, kind="stable")
+        Ao = A[order]
+        bounds = np.searchsorted(outs[order], np.arange(self.c + 1))
+        groups = [(k, slice(bounds[k] * d, bounds[k + 1] * d)) for k in range(self.c)
+                  if bounds[k + 1] > bounds[k]]
+        H = np.zeros((m, m))
         rows = max(1, self.chunk_elems // max(m, 1))
-        DA = self.Dw[:, A]
+        DA = self.Dw[:, Ao]
         for s in range(0, n, rows):
             sl = slice(s, min(n, s + rows))
             Xc = (DA[sl, :, None] * self.Xa[sl, None, :]).reshape(-1, m)
-            for a, (k, _) in enumerate(groups):
-                Xk = Xc[:, colidx[k]]
-                blk = Xk.T @ (curv.diag[sl, k:k + 1] * Xk)
-                H[np.ix_(colidx[k], colidx[k])] += blk
+            for a, (k, ck) in enumerate(groups):
+                Xk = Xc[:, ck]
+                H[ck, ck] += Xk.T @ (curv.diag[sl, k:k + 1] * Xk)
                 if curv.off is not None:
-                    for (l, _) in groups[a + 1:]:
-                        Xl = Xc[:, colidx[l]]
-                        blk = Xk.T @ (curv.off[sl, k, l:l + 1] * Xl)
-                        H[np.ix_(colidx[k], colidx[l])] += blk
-                        H[np.ix_(colidx[l], colidx[k])] += blk.T
+                    for (l, cl) in groups[a + 1:]:
+                        blk = Xk.T @ (curv.off[sl, k, l:l + 1] * Xc[:, cl])
+                        H[ck, cl] += blk
+                        H[cl, ck] += blk.T
         self.flops += n * m * m
+        if np.any(order != np.arange(len(A))):
+            inv = np.empty(len(A), dtype=np.intp)
+            inv[order] = np.arange(len(A))
+            ix = (inv[:, None] * d + np.arange(d)[None, :]).ravel()
+            H = H[np.ix_(ix, ix)]
         return H
 
-    def _penalty_blocks(self, uA):
-        nu = np.sqrt(np.einsum("bd,bd->b", uA, uA))
-        ut = uA / nu[:, None]
-        sig = self.alpha / nu
-        return nu, ut, sig
+    def _hessian(self, A, curv):
+        """Loss Hessian on blocks ``A``; for the squared loss the Hessian of the whole
+        working set is formed once per working set and sliced."""
+        if self.name != "squared":
+            return self._dense_hessian(A, curv)
+        if self._hcache is None:
+            self._hcache = self._dense_hessian(np.arange(len(self.pat)), curv)
+        if len(A) == len(self.pat):
+            return self._hcache
+        ix = (np.asarray(A)[:, None] * self.d + np.arange(self.d)[None, :]).ravel()
+        return self._hcache[np.ix_(ix, ix)]
 
-    def _newton_dense(self, A, gradF, curv, uA, theta):
+    def _factor_dense(self, A, curv, uA, c1, c2):
+        """Factor ``H_AA + blockdiag(c1 I - c2 u u^T)`` (Jacobi-scaled Cholesky);
+        returns ``solve(rhs)`` for rhs of shape (|A|, d), or None."""
         d = self.d
         m = len(A) * d
-        key = (self.name == "squared", tuple(A))
-        if key[0] and self._hcache is not None and self._hcache[0] == key:
-            H = self._hcache[1]
-        else:
-            H = self._dense_hessian(A, curv)
-            if key[0]:
-                self._hcache = (key, H)
-        _, ut, sig = self._penalty_blocks(uA)
+        H = self._hessian(A, curv)
         K = H.copy()
-        for j in range(len(A)):
+        idx = np.arange(m)
+        K[idx, idx] += np.repeat(c1, d)
+        for j in np.flatnonzero(c2 > 0):
             sl = slice(j * d, (j + 1) * d)
-            K[sl, sl] += sig[j] * (np.eye(d) - theta * np.outer(ut[j], ut[j]))
+            K[sl, sl] -= c2[j] * np.outer(uA[j], uA[j])
         dg = np.diag(K).copy()
         dmax = float(dg.max(initial=0.0))
         if not dmax > 0:
             return None
         s = 1.0 / np.sqrt(np.maximum(dg, 1e-300 + 1e-14 * dmax))
-        Ks = K * s[:, None] * s[None, :]
-        rhs = -gradF.ravel() * s
-        ridge = 1e-13
+        K *= s[:, None]
+        K *= s[None, :]
         self.flops += m ** 3 / 3.0
-        while ridge < 1e-2:
+        ridge = 0.0
+        while True:
             try:
-                Ks[np.diag_indices(m)] += ridge
-                cf = sla.cho_factor(Ks, lower=False, check_finite=False)
-                x = sla.cho_solve(cf, rhs, check_finite=False)
-                if np.all(np.isfinite(x)):
-                    return (x * s).reshape(len(A), d)
-            except (np.linalg.LinAlgError, sla.LinAlgError):
+                Kr = K
+                if ridge:
+                    Kr = K.copy()
+                    Kr[idx, idx] += ridge
+                cf = sla.cho_factor(Kr, lower=False, check_finite=False)
+                if np.all(np.isfinite(cf[0].diagonal())):
+                    break
+            except (np.linalg.LinAlgError, sla.LinAlgError, ValueError):
                 pass
-            Ks[np.diag_indices(m)] -= ridge
-            ridge *= 100.0
-        return None
+            ridge = 1e-13 if ridge == 0 else ridge * 100.0
+            if ridge > 1e-2:
+                return None
 
-    def _newton_cg(self, A, gradF, curv, uA, theta, max_cg=200, rtol=1e-3):
-        """Matrix-free Newton direction by block-Jacobi preconditioned CG."""
-        d = self.d
-        _, ut, sig = self._penalty_blocks(uA)
-        # block preconditioner: (c_b G_i + sig (I - u u^T))^{-1} with c_b the mean
-        # curvature of the block's samples (exact for the squared loss)
-        cnt = np.maximum(self.Dw[:, A].sum(axis=0), 1.0)
-        cb = (self.Dw[:, A] * curv.diag[:, self.out[A]]).sum(axis=0) / cnt * self.n
+        def solve(rhs):
+            x = sla.cho_solve(cf, rhs.ravel() * s, check_finite=False)
+            return (x * s).reshape(len(A), d)
+
+        return solve
+
+    def _solve_cg(self, A, grad, curv, uA, c1, c2, max_cg=300):
+        """Matrix-free solve of the same system by block-Jacobi preconditioned CG.
+
+        Inexact Newton: CG stops at the relative residual ``self.cg_rtol`` (set from
+        the current restricted gap, Eisenstat-Walker style) or after ``max_cg``
+        iterations; CG iterates started from 0 are descent directions."""
+        rtol = self.cg_rtol
+        # block preconditioner: (w_b G_i + c1 I - c2 u u^T)^{-1}, w_b the mean
+        # curvature of the block's samples (exact blocks for the squared loss)
+        DA = self.Dw[:, A]
+        cnt = np.maximum(DA.sum(axis=0), 1.0)
+        wb = (DA * curv.diag[:, self.out[A]]).sum(axis=0) / cnt * self.n
         lam = np.stack([self._eig[i][0] for i in self.pat[A]])
         Q = np.stack([self._eig[i][1] for i in self.pat[A]])
-        lamc = cb[:, None] * lam + sig[:, None]  # eigenvalues of c_b G + sig I
-        uq = np.einsum("bdk,bd->bk", Q, ut)  # ut in eigenbasis
+        lamc = wb[:, None] * lam + c1[:, None]
+        uq = np.einsum("bdk,bd->bk", Q, uA)
+        wq = uq / lamc
+        denom = 1.0 - c2 * np.einsum("bk,bk->b", uq, wq)
+        denom = np.where(denom > 1e-300, denom, 1e-300)
 
         def precond(r):
             rq = np.einsum("bdk,bd->bk", Q, r)
             a = rq / lamc
-            # Sherman-Morrison for the rank-one correction -sig ut ut^T
-            w = uq / lamc
-            denom = 1.0 - theta * sig * np.einsum("bk,bk->b", uq, w)
-            denom = np.where(denom > 1e-12, denom, 1e-12)
-            a = a + (theta * sig * np.einsum("bk,bk->b", uq, a) / denom)[:, None] * w
+            a += (c2 * np.einsum("bk,bk->b", wq, rq) / denom)[:, None] * wq
             return np.einsum("bdk,bk->bd", Q, a)
 
         def hvp(v):
-            dZ = self.forward_w(A, v)
-            WdZ = curv.apply(dZ)
-            Hv = self.grads_w(WdZ, A)
-            Hv += sig[:, None] * (v - theta * np.einsum("bd,b->bd", ut, np.einsum("bd,bd->b", ut, v)))
+            Hv = self.grads_w(curv.apply(self.forward_w(A, v)), A)
+            Hv += c1[:, None] * v - (c2 * np.einsum("bd,bd->b", uA, v))[:, None] * uA
             return Hv
 
-        b = -gradF
+        b = -grad
         x = np.zeros_like(b)
         r = b.copy()
         z = precond(r)
         p = z.copy()
         rz = float(np.vdot(r, z))
+        if not rz > 0:
+            return None
         r0 = np.sqrt(rz)
-        for _ in range(max_cg):
+        for k_cg in range(max_cg):
             Ap = hvp(p)
             pAp = float(np.vdot(p, Ap))
             if not pAp > 0:
@@ -406,39 +455,273 @@ class _WorkingSetSolver:
                 break
             p = z + (rz_new / rz) * p
             rz = rz_new
+        if self.verbose >= 3:
+            print(f"      cg: {k_cg + 1} iterations, rel. residual {np.sqrt(max(rz_new, 0)) / r0:.2e}")
         return x if np.any(x) else None
 
-    def newton_step(self, Z, G, A, theta=1.0):
-        """One Newton step on active blocks ``A``; returns (Z, accepted_full_step).
+    def cheap_blocks(self, budget):
+        """Largest number of blocks whose direct Newton solve costs ``<= budget`` flops."""
+        n, d = self.n, self.d
+        k_dual = 0
+        if n <= self.max_dual_n:
+            k_dual = int(max(0.0, (budget - n ** 3 / 3.0) / (2.0 * n * n)))
+        # dense: n (k d)^2 + (k d)^3 / 3 <= budget
+        m = 1.0
+        while n * (2 * m) ** 2 + (2 * m) ** 3 / 3.0 <= budget:
+            m *= 2
+        k_dense = int(m // d)
+        return max(k_dual, k_dense)
 
-        ``theta = 1`` uses the Hessian of the penalty, ``alpha/||u|| (I - u u^T/||u||^2)``;
-        ``theta = 0`` its isotropic majoriser ``alpha/||u|| I`` (an MM / reweighted
-        ridge step, always a descent step of unit length for the squared loss).
+    def _kernel(self):
+        if self._K0 is None:
+            self._K0 = self.Xa @ self.Xa.T
+            self.flops += self.n * self.n * self.d
+        return self._K0
+
+    def _factor_woodbury(self, A, curv, uA, c1, c2):
+        """Factor the Newton system in sample space (Woodbury), for diagonal curvature.
+
+        With ``B = blockdiag(c1 I - c2 u u^T)`` (inverted per block by Sherman-Morrison)
+        and ``J`` the curvature-weighted restricted design (per output ``k``, columns
+        ``sqrt(w_k) D_i Xa``), ``(B + J^T J)^{-1} = B^{-1} - B^{-1} J^T M^{-1} J B^{-1}``
+        with ``M = I + J B^{-1} J^T = I + K0 o (S C S^T) + V G V^T`` (``K0 = Xa Xa^T``,
+        ``S`` the weighted masks, ``V`` the weighted block outputs): ``O(n^2 |A|)``
+        flops instead of ``O((|A| d)^3)``.  Returns ``solve(rhs)`` or None.
+        """
+        K0 = self._kernel()
+        n = self.n
+        r2 = np.einsum("bd,bd->b", uA, uA)
+        # radial curvature c1 - c2 r^2 (0 for the exact penalty Hessian of the manifold
+        # step): floored at 1e-6 c1; the iterative refinement corrects for it
+        den = np.maximum(c1 - c2 * r2, 1e-6 * c1)
+        ic1 = 1.0 / c1
+        gam = c2 / den
+        outs = self.out[A]
+        parts = []
+        for k in np.unique(outs):
+            sel = np.flatnonzero(outs == k)
+            Ak = A[sel]
+            u_k = uA[sel]
+            sw = np.sqrt(curv.diag[:, k])
+            S = self.Dw[:, Ak] * sw[:, None]
+            V = (self.Xa @ u_k.T) * S
+            M = K0 * ((S * ic1[sel]) @ S.T)
+            M += (V * (ic1[sel] * gam[sel])) @ V.T
+            M[np.diag_indices(n)] += 1.0
+            self.flops += 2 * n * n * len(sel) + n ** 3 / 3.0 + n * self.d * len(sel)
+            dg = np.sqrt(np.diag(M))
+            M /= dg[:, None]
+            M /= dg[None, :]
+            try:
+                cf = sla.cho_factor(M, lower=False, check_finite=False, overwrite_a=True)
+            except (np.linalg.LinAlgError, sla.LinAlgError, ValueError):
+                return None
+            parts.append((sel, S, u_k, ic1[sel], gam[sel], dg, cf))
+
+        def solve(rhs):
+            x = np.empty_like(rhs)
+            for sel, S, u_k, ic, gm, dg, cf in parts:
+                def binv(R):
+                    return ic[:, None] * (R + (gm * np.einsum("bd,bd->b", u_k, R))[:, None] * u_k)
+                y = binv(rhs[sel])
+                q = np.einsum("nb,nb->n", S, self.Xa @ y.T)
+                z = sla.cho_solve(cf, q / dg, check_finite=False) / dg
+                JTz = (self.Xa.T @ (S * z[:, None])).T
+                x[sel] = y - binv(JTz)
+            return x
+
+        return solve
+
+    def _factor_woodbury_full(self, A, curv, uA, c1, c2):
+        """Sample-space (Woodbury) factorisation for the cross-entropy curvature.
+
+        Per sample the curvature ``(diag p - p p^T)/n = L_j L_j^T`` with
+        ``L_j = (diag(sqrt p) - p sqrt(p)^T)/sqrt(n)``, so ``J`` has ``n c`` rows and
+        ``M = I + J B^{-1} J^T = I + sum_k diag(l_k) (T_k kron 1 1^T) diag(l_k)``
+        with ``T_k`` the (unweighted) kernel of the blocks of output ``k``:
+        ``O(n^2 |A| + (n c)^3)`` flops instead of ``O((|A| d)^3)``.
+        """
+        K0 = self._kernel()
+        n, c = self.n, self.c
+        Pr = curv.probs
+        sq = np.sqrt(Pr)
+        # L[j, k, a] = sq[j, a] (delta_ka - p[j, k]) / sqrt(n)
+        L = (np.eye(c)[None, :, :] - Pr[:, :, None]) * sq[:, None, :] / np.sqrt(n)
+        r2 = np.einsum("bd,bd->b", uA, uA)
+        den = np.maximum(c1 - c2 * r2, 1e-6 * c1)
+        ic1 = 1.0 / c1
+        gam = c2 / den
+        outs = self.out[A]
+        nc = n * c
+        M = np.zeros((nc, nc))
+        for k in np.unique(outs):
+            sel = np.flatnonzero(outs == k)
+            Sk = self.Dw[:, A[sel]]
+            V = (self.Xa @ uA[sel].T) * Sk
+            T = K0 * ((Sk * ic1[sel]) @ Sk.T)
+            T += (V * (ic1[sel] * gam[sel])) @ V.T
+            lk = L[:, k, :]
+            M += (lk[:, :, None, None] * T[:, None, :, None] * lk[None, None, :, :]).reshape(nc, nc)
+            self.flops += 2 * n * n * len(sel) + nc * nc
+        M[np.diag_indices(nc)] += 1.0
+        self.flops += nc ** 3 / 3.0
+        dg = np.sqrt(np.diag(M))
+        M /= dg[:, None]
+        M /= dg[None, :]
+        try:
+            cf = sla.cho_factor(M, lower=False, check_finite=False, overwrite_a=True)
+        except (np.linalg.LinAlgError, sla.LinAlgError, ValueError):
+            return None
+
+        def binv(R):
+            return ic1[:, None] * (R + (gam * np.einsum("bd,bd->b", uA, R))[:, None] * uA)
+
+        def solve(rhs):
+            y = binv(rhs)
+            q = self.forward_w(A, y)  # (n, c)
+            Jy = np.einsum("jka,jk->ja", L, q).ravel()
+            z = (sla.cho_solve(cf, Jy / dg, check_finite=False) / dg).reshape(n, c)
+            Lz = np.einsum("jka,ja->jk", L, z)
+            return y - binv(self.grads_w(Lz, A))
+
+        return solve
+
+    def _hvp(self, A, curv, uA, c1, c2, v):
+        Hv = self.grads_w(curv.apply(self.forward_w(A, v)), A)
+        Hv += c1[:, None] * v - (c2 * np.einsum("bd,bd->b", uA, v))[:, None] * uA
+        return Hv
+
+    def _direction(self, A, grad, curv, uA, c1, c2, refine=3):
+        """Newton direction ``-(H_AA + blockdiag(c1 I - c2 u u^T))^{-1} grad``.
+
+        Back ends, cheapest first among those within ``dense_flops``: sample-space
+        Woodbury factorisation (diagonal curvature, ``n <= max_dual_n``; preferred
+        only when at least 2x cheaper, since the block-space Cholesky is Jacobi
+        scaled and numerically more robust), dense block-space Cholesky, then
+        preconditioned CG.  Direct solves get up to ``refine`` steps of iterative
+        refinement with exact matrix-vector products; a solve whose final relative
+        residual exceeds ``min(1e-3, cg_rtol)`` (ill-conditioning) falls through to
+        the next back end.
+        """
+        m = len(A) * self.d
+        n = self.n
+        if self.name == "squared":
+            mw = len(self.pat) * self.d
+            form = 0.0 if self._hcache is not None else n * mw * mw
+        else:
+            form = n * m * m
+        primal_cost = form + m ** 3 / 3.0
+        if curv.off is None:
+            woodbury = self._factor_woodbury
+            dual_ok = n <= self.max_dual_n
+            dual_cost = 2.0 * n * n * len(A) + self.c * n ** 3 / 3.0
+        else:
+            woodbury = self._factor_woodbury_full
+            dual_ok = n * self.c <= self.max_dual_n
+            dual_cost = 2.0 * n * n * len(A) + (n * self.c) ** 3 / 3.0 + self.c ** 3 * n * n
+        if not dual_ok:
+            dual_cost = np.inf
+        order = []
+        if dual_cost <= self.dense_flops and 2.0 * dual_cost < primal_cost:
+            order.append(woodbury)
+        if primal_cost <= self.dense_flops:
+            order.append(self._factor_dense)
+        if dual_cost <= self.dense_flops and woodbury not in order:
+            order.append(woodbury)
+        gn = float(np.linalg.norm(grad))
+        accept = min(1e-3, self.cg_rtol) * gn
+        best, best_res = None, np.inf
+        for factor in order:
+            solve = factor(A, curv, uA, c1, c2)
+            if solve is None:
+                continue
+            x = solve(-grad)
+            if not np.all(np.isfinite(x)):
+                continue
+            res = -grad - self._hvp(A, curv, uA, c1, c2, x)
+            rn = float(np.linalg.norm(res))
+            for _ in range(refine):
+                if rn <= 1e-13 * gn:
+                    break
+                dx = solve(res)
+                if not np.all(np.isfinite(dx)):
+                    break
+                x_new = x + dx
+                res_new = -grad - self._hvp(A, curv, uA, c1, c2, x_new)
+                rn_new = float(np.linalg.norm(res_new))
+                if not rn_new < rn:
+                    break
+                x, res, rn = x_new, res_new, rn_new
+            if self.verbose >= 3:
+                print(f"      {factor.__name__}: relative residual {rn / max(gn, 1e-300):.2e}")
+            if rn <= accept:
+                return x
+            if rn < best_res:
+                best, best_res = x, rn
+        if best is not None and (m > 4000 or best_res <= 0.5 * gn):
+            return best
+        x = self._solve_cg(A, grad, curv, uA, c1, c2)
+        return x if x is not None else best
+
+    # ------------------------------------------------------------- barrier Newton step
+    def barrier_step(self, Z, G, mu):
+        """Damped Newton step on ``L + sum_b psi_mu(||u_b||)`` over the working set.
+
+        Returns ``(Z, lambda^2)`` with ``lambda^2`` the Newton decrement (0 on failure).
         """
         u = self.u
-        uA = u[A]
-        nu = np.sqrt(np.einsum("bd,bd->b", uA, uA))
-        gradF = G[A] + self.alpha * uA / nu[:, None]
-        curv = _Curvature(self.name, Z, self.Y)
-        m = len(A) * self.d
-        dense_cost = self.n * m * m + m ** 3 / 3.0
-        if dense_cost <= self.dense_flops:
-            delta = self._newton_dense(A, gradF, curv, uA, theta)
+        allb = np.arange(len(self.pat))
+        if self.alpha > 0:
+            val, c1, c2 = self._psi(u, mu)
         else:
-            delta = None
+            val, c1, c2 = np.zeros(len(u)), np.zeros(len(u)), np.zeros(len(u))
+        grad = G + c1[:, None] * u
+        curv = _Curvature(self.name, Z, self.Y)
+        delta = self._direction(allb, grad, curv, u, c1, c2)
         if delta is None:
-            delta = self._newton_cg(A, gradF, curv, uA, theta)
+            return Z, 0.0
+        lam2 = -float(np.vdot(grad, delta))
+        if not lam2 > 0:
+            return Z, 0.0
+        dZ = self.forward_w(allb, delta)
+        phi0 = self.loss.value(Z, self.Y) + float(val.sum())
+        slack = 1e-13 * max(abs(phi0), 1e-300)
+        step = 1.0
+        for _ in range(60):
+            ut = u + step * delta
+            Zt = Z + step * dZ
+            pv = self._psi(ut, mu)[0].sum() if self.alpha > 0 else 0.0
+            phi = self.loss.value(Zt, self.Y) + float(pv)
+            if phi <= phi0 - 1e-4 * step * lam2 + slack:
+                self.u = ut
+                if self.verbose >= 3:
+                    print(f"      barrier mu={mu:.3e} step={step:.3g} lambda^2={lam2:.3e}")
+                return Zt, lam2
+            step *= 0.5
+        return Z, 0.0
+
+    # ------------------------------------------------------------- manifold Newton
+    def manifold_step(self, Z, G):
+        """Newton step on the active manifold (exact penalty Hessian) of the nonzero
+        blocks, with an Armijo search on the true objective along the projected path
+        (a block whose radial coordinate turns non-positive is set to zero, the
+        group analogue of the orthant projection of OWL-QN).  Returns ``(Z, ok)``."""
+        A = np.flatnonzero(self.u.any(axis=1))
+        if A.size == 0:
+            return Z, 0.0
+        uA = self.u[A]
+        r = np.sqrt(np.einsum("bd,bd->b", uA, uA))
+        c1 = self.alpha / r
+        c2 = self.alpha / r ** 3
+        grad = G[A] + c1[:, None] * uA
+        curv = _Curvature(self.name, Z, self.Y)
+        delta = self._direction(A, grad, curv, uA, c1, c2)
         if delta is None:
-            return Z, False
-        dd = float(np.vdot(gradF, delta))
+            return Z, 0.0
+        dd = float(np.vdot(grad, delta))
         if not dd < 0:
-            return Z, False
-        # Projected path: a block whose radial coordinate u_b^T w_b(t) / ||u_b|| turns
-        # non-positive has crossed the origin of its (linearised) norm and is set to 0
-        # -- the group analogue of the orthant projection of OWL-QN.
-        ut = uA / nu[:, None]
-        rad0 = nu  # radial coordinate at t = 0
-        rad1 = np.einsum("bd,bd->b", ut, delta)  # its derivative in t
+            return Z, 0.0
+        rad1 = np.einsum("bd,bd->b", uA, delta) / r
         XU = self.Xa @ uA.T
         XU *= self.Dw[:, A]
         XD = self.Xa @ delta.T
@@ -446,83 +729,457 @@ class _WorkingSetSolver:
         self.flops += 2 * self.n * self.d * len(A)
         OA = self.onehot[A]
         Z_rest = Z - XU @ OA
-        F0 = self.value(Z, u)
-        pen_rest = 0.0  # inactive blocks of W are zero
+        F0 = self.value(Z, self.u)
         slack = 1e-13 * max(abs(F0), 1e-300)
         t = 1.0
-        for _ in range(40 if theta < 1 else 1):
-            keep = rad0 + t * rad1 > 0
+        for _ in range(30):
+            keep = r + t * rad1 > 0
             V = uA + t * delta
             V[~keep] = 0.0
             Zt = Z_rest + ((XU + t * XD) * keep) @ OA
-            Ft = self.loss.value(Zt, self.Y) + pen_rest + self.alpha * float(
-                np.sqrt(np.einsum("bd,bd->b", V, V)).sum())
+            Ft = self.value(Zt, V)
             if Ft <= F0 + 1e-4 * t * dd + slack:
-                if self.verbose >= 3:
-                    print(f"      newton(theta={theta:g}) t={t:.3g} dd={dd:.3e} F0-Ft={F0 - Ft:.3e} "
-                          f"zeroed {int((~keep).sum())}")
                 self.u[A] = V
-                return Zt, t == 1.0
+                if self.verbose >= 3:
+                    print(f"      manifold Newton t={t:.3g} decrease={F0 - Ft:.3e} "
+                          f"zeroed {int((~keep).sum())}")
+                return Zt, t
             t *= 0.5
-        return Z, False
+        return Z, 0.0
+
+    def _state(self, Z):
+        R = self.loss.gradient(Z, self.Y)
+        G = self.grads_w(R)
+        gn = np.sqrt(np.einsum("bd,bd->b", G, G))
+        F = self.value(Z, self.u)
+        rgap = self.restricted_gap(F, R, gn)
+        # forcing term of the inexact (CG) Newton solves
+        self.cg_rtol = float(np.clip(0.1 * np.sqrt(rgap), 1e-10, 0.1))
+        return G, F, rgap
+
+    def zero_candidates(self, Z, G):
+        """Nonzero blocks ``b`` with ``||g_b - H_bb u_b|| <= alpha``: their exact block
+        minimiser (quadratic model with the current curvature) is zero."""
+        A = np.flatnonzero(self.u.any(axis=1))
+        if A.size == 0:
+            return A
+        curv = _Curvature(self.name, Z, self.Y)
+        XU = self.Xa @ self.u[A].T
+        XU *= self.Dw[:, A] * curv.diag[:, self.out[A]]
+        Hu = (self.Xa.T @ XU).T
+        self.flops += 2 * self.n * self.d * A.size
+        q = G[A] - Hu
+        return A[np.einsum("bd,bd->b", q, q) <= self.alpha ** 2]
+
+    def polish(self, Z, G, target, max_steps=6):
+        """Active-set finish: manifold Newton alternated with exact BCD activation.
+
+        First the blocks whose exact block minimiser (given the other blocks, with
+        the current loss curvature) is zero are set to zero
+        (:meth:`zero_candidates`).  Then each step is a manifold Newton step on the
+        nonzero blocks followed by block-majorisation steps on the zero blocks
+        whose dual constraint is violated.  Stops when the restricted gap reaches
+        ``target`` or stops improving.  Returns ``(Z, rgap, steps, ok)``; when the
+        objective or the gap got worse than at the start, the state is restored.
+        """
+        u_save = self.u.copy()
+        Z_save = Z
+        F0 = self.value(Z, self.u)
+        rgap0 = self._state(Z)[2]
+        idx = self.zero_candidates(Z, G)
+        if idx.size:
+            Z = Z - self.forward_w(idx, self.u[idx])
+            self.u[idx] = 0.0
+        G, F, rgap = self._state(Z)
+        steps = 0
+        best = rgap
+        stall = 0
+        while steps < max_steps and rgap > target:
+            Z, t = self.manifold_step(Z, G)
+            ok = t >= 0.5  # a damped manifold step: far from the quadratic regime
+            steps += 1
+            G, F, rgap = self._state(Z)
+            gn = np.sqrt(np.einsum("bd,bd->b", G, G))
+            viol = np.flatnonzero(~self.u.any(axis=1) & (gn > self.alpha * (1 + 1e-12)))
+            if viol.size and rgap > target:
+                Z = self.bcd_sweep(Z, viol[np.argsort(-gn[viol])])
+                G, F, rgap = self._state(Z)
+            if self.verbose >= 2:
+                print(f"    [ws polish] step {steps}  F {F:.12g}  restricted gap {rgap:.3e}  "
+                      f"activated {viol.size}")
+            if rgap < 0.5 * best:
+                best, stall = rgap, 0
+            else:
+                stall += 1
+                if stall >= 2 or not ok:
+                    break
+        if rgap <= target:
+            return Z, rgap, steps, True
+        if F <= F0 and rgap <= rgap0:
+            return Z, rgap, steps, False
+        self.u = u_save
+        return Z_save, rgap0, steps, False
 
     # ------------------------------------------------------------- restricted solve
-    def solve_restricted(self, Z, inner_tol, budget, t0, history_cb):
-        """Solve on the current working set; returns (Z, n_iter, restricted_rel_gap)."""
-        alpha = self.alpha
+    def solve_restricted(self, Z, inner_tol, budget, kappa=5.0, polish_below=1e-3,
+                         center=0.1, patience=15, method="pd"):
+        """Solve on the working set until the restricted relative gap is ``<= inner_tol``.
+
+        1. Warm start (some blocks nonzero): one active-set attempt (:meth:`polish`)
+           after exact BCD steps on the violated zero blocks -- enough when the
+           support is nearly known.
+        2. Otherwise barrier path following (:meth:`barrier_step`); ``mu`` starts at
+           ``gap / |W|`` and is divided by ``kappa`` once the Newton decrement
+           satisfies ``lambda^2 <= 2 center |W| mu`` (the barrier's own gap is about
+           ``|W| mu``); once the gap is below ``polish_below`` an active-set finish
+           is tried after every decrease of ``mu``.
+        Returns ``(Z, n_iter, restricted_rel_gap)``.
+        """
         nW = len(self.pat)
         it = 0
-        sweep_all = True
+        mu = None
         rgap = np.inf
-        while it < budget:
-            R = self.loss.gradient(Z, self.Y)
-            G = self.grads_w(R)
+        polish_gap = np.inf
+        self.stalled = False
+        if self.alpha > 0 and self.u.any() and budget > 0:
+            G, F, rgap = self._state(Z)
+            if rgap <= inner_tol:
+                return Z, it, rgap
             gn = np.sqrt(np.einsum("bd,bd->b", G, G))
-            F = self.value(Z, self.u)
-            rgap = self.restricted_gap(F, R, gn)
+            viol = np.flatnonzero(~self.u.any(axis=1) & (gn > self.alpha))
+            if viol.size:
+                Z = self.bcd_sweep(Z, viol[np.argsort(-gn[viol])])
+                G, F, rgap = self._state(Z)
+            it += 1
+            Z, rgap, k, ok = self.polish(Z, G, inner_tol, max_steps=min(6, budget - it))
+            it += k
+            if ok:
+                return Z, it, rgap
+        if method == "pd" and self.alpha > 0:
+            Z, k, rgap = self.pd_solve(Z, inner_tol, budget - it, polish_below=polish_below,
+                                       patience=patience)
+            return Z, it + k, rgap
+        best = (np.inf, None, None)
+        since_best = 0
+        while it < budget:
+            G, F, rgap = self._state(Z)
             if self.verbose >= 2:
-                print(f"    [ws inner] it {it:4d}  |W| {nW:5d}  active "
-                      f"{int(np.count_nonzero(self.u.any(axis=1))):5d}  F {F:.12g}  "
-                      f"restricted gap {rgap:.3e}")
+                print(f"    [ws inner] it {it:4d}  |W| {nW:5d}  F {F:.12g}  "
+                      f"restricted gap {rgap:.3e}  mu {mu if mu is not None else 0:.3e}")
             if rgap <= inner_tol:
                 break
+            mu_floor = 1e-3 * inner_tol * abs(F) / max(nW, 1)
+            if rgap < 0.9 * best[0]:
+                best, since_best = (rgap, self.u.copy(), Z), 0
+            elif mu is not None and mu <= 1.5 * mu_floor:
+                # stall counter: only once mu has reached its floor
+                since_best += 1
+                if since_best >= patience:
+                    # no progress: the gap is at the floating-point noise floor of this
+                    # (very ill-conditioned) problem; return the best point seen
+                    self.stalled = True
+                    if rgap > best[0]:
+                        rgap, self.u, Z = best
+                    if self.verbose:
+                        print(f"    [ws inner] stalled at restricted gap {rgap:.3e}")
+                    break
+            if mu is None:
+                mu = max(rgap * abs(F) / max(nW, 1), 1e-300)
+            if self.alpha > 0 and rgap <= min(polish_below, polish_gap):
+                Z, rgap, k, ok = self.polish(Z, G, inner_tol, max_steps=min(6, budget - it))
+                it += k
+                if ok:
+                    return Z, it, rgap
+                polish_gap = 0.1 * rgap  # retry once the gap has dropped tenfold
+                if it >= budget:
+                    break
+                G, F, rgap = self._state(Z)
             it += 1
-            unorm = np.sqrt(np.einsum("bd,bd->b", self.u, self.u))
-            A = np.flatnonzero(unorm > 0)
-            full = False
-            if A.size and not sweep_all:
-                Z, full = self.newton_step(Z, G, A, 1.0)
-                if not full:
-                    Z, full = self.newton_step(Z, G, A, 0.0)
-            if sweep_all or (not full and A.size == 0):
-                idx = np.argsort(-gn, kind="stable")
-                sweep_all = False
-            else:
-                # blocks whose status may change: violated zero blocks, and active
-                # blocks whose exact block minimiser is zero
-                zero = unorm == 0
-                viol = zero & (gn > alpha)
-                cand = np.flatnonzero(~zero)
-                if cand.size:
-                    sus = []
-                    for b in cand:
-                        lam, Q = self._eig[self.pat[b]]
-                        qb = G[b] - Q @ (self.beta * lam * (Q.T @ self.u[b]))
-                        if qb @ qb <= alpha * alpha:
-                            sus.append(b)
-                    viol[np.asarray(sus, dtype=np.intp)] = True
-                idx = np.flatnonzero(viol)
-                idx = idx[np.argsort(-gn[idx], kind="stable")]
-            if idx.size:
-                if self.verbose >= 3:
-                    print(f"      bcd on {idx.size} blocks")
-                Z = self.bcd_sweep(Z, idx)
+            Z, lam2 = self.barrier_step(Z, G, mu)
+            # mu is not decreased below the level where the barrier's own gap
+            # (about |W| mu) is negligible against the target
+            if lam2 <= 2.0 * center * nW * mu:
+                mu = max(mu / kappa, mu_floor)
         return Z, it, rgap
+
+    # ------------------------------------------------------------- primal-dual IPM
+    def _factor(self, A, curv, vecs, c1, c2):
+        """Factor ``H_AA + blockdiag(c1 I - c2 v v^T)``; returns ``solve(rhs)``
+        (``K^{-1} rhs``, with iterative refinement) or None (then CG is used)."""
+        m = len(A) * self.d
+        n = self.n
+        if self.name == "squared":
+            mw = len(self.pat) * self.d
+            form = 0.0 if self._hcache is not None else n * mw * mw
+        else:
+            form = n * m * m
+        primal_cost = form + m ** 3 / 3.0
+        if curv.off is None:
+            woodbury, dual_ok = self._factor_woodbury, n <= self.max_dual_n
+            dual_cost = 2.0 * n * n * len(A) + self.c * n ** 3 / 3.0
+        else:
+            woodbury, dual_ok = self._factor_woodbury_full, n * self.c <= self.max_dual_n
+            dual_cost = 2.0 * n * n * len(A) + (n * self.c) ** 3 / 3.0 + self.c ** 3 * n * n
+        if not dual_ok:
+            dual_cost = np.inf
+        order = []
+        if dual_cost <= self.dense_flops and 2.0 * dual_cost < primal_cost:
+            order.append(woodbury)
+        if primal_cost <= self.dense_flops:
+            order.append(self._factor_dense)
+        if dual_cost <= self.dense_flops and woodbury not in order:
+            order.append(woodbury)
+
+        def hvp(v):
+            return self._hvp(A, curv, vecs, c1, c2, v)
+
+        for factor in order:
+            base = factor(A, curv, vecs, c1, c2)
+            if base is None:
+                continue
+
+            def solve(rhs, base=base):
+                x = base(rhs)
+                rn0 = float(np.linalg.norm(rhs))
+                res = rhs - hvp(x)
+                rn = float(np.linalg.norm(res))
+                for _ in range(3):
+                    if rn <= 1e-13 * rn0:
+                        break
+                    x_new = x + base(res)
+                    res_new = rhs - hvp(x_new)
+                    rn_new = float(np.linalg.norm(res_new))
+                    if not rn_new < rn:
+                        break
+                    x, res, rn = x_new, res_new, rn_new
+                return x
+
+            # check on a test vector that the factorisation is usable
+            probe = np.ones((len(A), self.d))
+            xp = solve(probe)
+            if np.all(np.isfinite(xp)) and np.linalg.norm(probe - hvp(xp)) <= 1e-3 * np.linalg.norm(probe):
+                return solve
+        grad_like = None
+
+        def solve_cg(rhs):
+            x = self._solve_cg(A, -rhs, curv, vecs, c1, c2)
+            return np.zeros_like(rhs) if x is None else x
+
+        return solve_cg
+
+    @staticmethod
+    def _soc_max_step(x0, x1, d0, d1):
+        """Largest ``a >= 0`` with ``x + a dx`` in the second-order cone (per block)."""
+        A = d0 * d0 - np.einsum("bd,bd->b", d1, d1)
+        B = x0 * d0 - np.einsum("bd,bd->b", x1, d1)
+        r = np.sqrt(np.einsum("bd,bd->b", x1, x1))
+        Cc = np.maximum((x0 - r) * (x0 + r), 0.0)
+        disc = np.sqrt(np.maximum(B * B - A * Cc, 0.0))
+        out = np.full(x0.shape, np.inf)
+        neg = A < 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a1 = np.where(B < 0, Cc / (disc - B), (B + disc) / (-A))
+            out = np.where(neg, a1, out)
+            a2 = Cc / (disc - B)
+            out = np.where(~neg & (B < 0), a2, out)
+        out = np.where(np.isnan(out), 0.0, out)
+        return np.maximum(out, 0.0)
+
+    def pd_solve(self, Z, inner_tol, budget, polish_below=1e-3, patience=15):
+        """Primal-dual interior-point (Mehrotra predictor-corrector, Nesterov-Todd
+        scaling) on the working set for ``min L + alpha sum t_b, ||u_b|| <= t_b``.
+
+        Dual variables ``s_b = (alpha, z_b)`` (``||z_b|| < alpha``; the first entry is
+        fixed by the ``t`` equation).  Eliminating ``t`` and ``z`` leaves the
+        Newton system ``(H + blockdiag(Theta_b)) du = rhs`` with ``Theta_b = eta^2
+        (I - 8 (1 + rho)/(1 + 8 rho + 8 rho^2) v v^T)`` (``W = eta (2 v v^T - J)``
+        the NT scaling of block ``b``, ``rho = ||v_1||^2``): the same structure as
+        the barrier system, solved by the same back ends (one factorisation, two
+        solves per iteration).  Stops on the restricted gap computed from the data
+        (not from ``z``); tries the active-set finish below ``polish_below``.
+        """
+        alpha = self.alpha
+        nb = len(self.pat)
+        it = 0
+        G, F, rgap = self._state(Z)
+        if rgap <= inner_tol:
+            return Z, it, rgap
+        u = self.u
+        r = np.sqrt(np.einsum("bd,bd->b", u, u))
+        gn = np.sqrt(np.einsum("bd,bd->b", G, G))
+        mu0 = max(rgap * abs(F) / max(nb, 1), 1e-300)
+        z = G * np.minimum(1.0, 0.9 * alpha / np.maximum(gn, 1e-300))[:, None]
+        t = r + mu0 / alpha
+        best = (rgap, u.copy(), Z)
+        since_best = 0
+        polish_gap = np.inf
+        while it < budget:
+            if self.verbose >= 2:
+                mu = float((alpha * t + np.einsum("bd,bd->b", self.u, z)).sum()) / nb
+                print(f"    [ws pd] it {it:4d}  |W| {nb:5d}  F {F:.12g}  restricted gap "
+                      f"{rgap:.3e}  mu {mu:.3e}")
+            if alpha > 0 and rgap <= min(polish_below, polish_gap):
+                Zp, rg, k, ok = self.polish(Z, G, inner_tol, max_steps=min(6, budget - it))
+                it += k
+                if ok:
+                    return Zp, it, rg
+                polish_gap = 0.1 * rgap
+                if Zp is not Z:
+                    # polish kept an improved point: restart the dual variables there
+                    Z = Zp
+                    G, F, rgap = self._state(Z)
+                    u = self.u
+                    r = np.sqrt(np.einsum("bd,bd->b", u, u))
+                    gn = np.sqrt(np.einsum("bd,bd->b", G, G))
+                    mu_now = max(rgap * abs(F) / max(nb, 1), 1e-300)
+                    z = G * np.minimum(1.0, 0.99 * alpha / np.maximum(gn, 1e-300))[:, None]
+                    t = r + mu_now / alpha
+                if it >= budget:
+                    break
+            it += 1
+            u = self.u
+            ru = G - z  # dual residual of the stationarity equation
+            # ---- Nesterov-Todd scaling
+            r = np.sqrt(np.einsum("bd,bd->b", u, u))
+            zr = np.sqrt(np.einsum("bd,bd->b", z, z))
+            xn = np.sqrt(np.maximum((t - r) * (t + r), 1e-300))
+            sn = np.sqrt(np.maximum((alpha - zr) * (alpha + zr), 1e-300))
+            xb0, xb1 = t / xn, u / xn[:, None]
+            sb0, sb1 = alpha / sn, z / sn[:, None]
+            gam = np.sqrt(0.5 * (1.0 + xb0 * sb0 + np.einsum("bd,bd->b", xb1, sb1)))
+            wb0 = (sb0 + xb0) / (2 * gam)
+            wb1 = (sb1 - xb1) / (2 * gam)[:, None]
+            v0 = np.sqrt(0.5 * (wb0 + 1.0))
+            v1 = wb1 / np.sqrt(2.0 * (wb0 + 1.0))[:, None]
+            eta = np.sqrt(sn / xn)
+            rho = np.einsum("bd,bd->b", v1, v1)
+
+            def Wmul(y0, y1):
+                vy = v0 * y0 + np.einsum("bd,bd->b", v1, y1)
+                return eta * (2 * v0 * vy - y0), eta[:, None] * (2 * v1 * vy[:, None] + y1)
+
+            def Winv(y0, y1):
+                q = v0 * y0 - np.einsum("bd,bd->b", v1, y1)
+                return (2 * v0 * q - y0) / eta, -(2 * v1 * q[:, None] - y1) / eta[:, None]
+
+            l0, l1 = Wmul(t, u)
+            e2 = eta * eta
+            c1 = e2
+            c2 = e2 * 8.0 * (1.0 + rho) / (1.0 + 8.0 * rho + 8.0 * rho * rho)
+            a_ = e2 * (1.0 + 8.0 * rho + 8.0 * rho * rho)
+            b_ = (e2 * 4.0 * v0 * (1.0 + 2.0 * rho))[:, None] * v1
+            cw = e2 * 8.0 * (1.0 + rho)
+            curv = _Curvature(self.name, Z, self.Y)
+            allb = np.arange(nb)
+            solve = self._factor(allb, curv, v1, c1, c2)
+
+            def direction(rc0, rc1):
+                det = l0 * l0 - np.einsum("bd,bd->b", l1, l1)
+                dc0 = (l0 * rc0 - np.einsum("bd,bd->b", l1, rc1)) / det
+                dc1 = (rc1 - dc0[:, None] * l1) / l0[:, None]
+                q0, q1 = Wmul(dc0, dc1)
+                rhs = -ru + q1 - b_ * (q0 / a_)[:, None]
+                du = solve(rhs)
+                dt = (q0 - np.einsum("bd,bd->b", b_, du)) / a_
+                Cdu = e2[:, None] * du + (cw * np.einsum("bd,bd->b", v1, du))[:, None] * v1
+                dz = q1 - b_ * dt[:, None] - Cdu
+                return du, dt, dz
+
+            def steps(du, dt, dz):
+                ap = self._soc_max_step(t, u, dt, du).min(initial=np.inf)
+                ad = self._soc_max_step(np.full(nb, alpha), z, np.zeros(nb), dz).min(initial=np.inf)
+                return ap, ad
+
+            mu = float((alpha * t + np.einsum("bd,bd->b", u, z)).sum()) / nb
+            # predictor (affine scaling): rc = -lambda o lambda  ->  d_c = -lambda
+            ll0 = l0 * l0 + np.einsum("bd,bd->b", l1, l1)
+            ll1 = 2.0 * l0[:, None] * l1
+            du_a, dt_a, dz_a = direction(-ll0, -ll1)
+            ap, ad = steps(du_a, dt_a, dz_a)
+            ap, ad = min(1.0, ap), min(1.0, ad)
+            mu_aff = float((alpha * (t + ap * dt_a) + np.einsum(
+                "bd,bd->b", u + ap * du_a, z + ad * dz_a)).sum()) / nb
+            sigma = float(np.clip(mu_aff / mu, 0.0, 1.0)) ** 3
+            # corrector: rc = sigma mu e - lambda o lambda - (W^-1 ds_a) o (W dx_a)
+            p0, p1 = Winv(np.zeros(nb), dz_a)
+            q0, q1 = Wmul(dt_a, du_a)
+            cc0 = p0 * q0 + np.einsum("bd,bd->b", p1, q1)
+            cc1 = p0[:, None] * q1 + q0[:, None] * p1
+            du, dt, dz = direction(sigma * mu - ll0 - cc0, -ll1 - cc1)
+            ap, ad = steps(du, dt, dz)
+            step = min(1.0, 0.99 * min(ap, ad))
+            dZ = self.forward_w(allb, du)
+            if self.name != "squared":
+                # nonlinear loss: backtrack until the dual residual does not grow much
+                for _ in range(20):
+                    Zt = Z + step * dZ
+                    Gt = self.grads_w(self.loss.gradient(Zt, self.Y))
+                    rn_new = float(np.linalg.norm(Gt - (z + step * dz)))
+                    if rn_new <= (1.0 - 0.5 * step) * float(np.linalg.norm(ru)) + 0.5 * step * mu * nb:
+                        break
+                    step *= 0.5
+            self.u = u + step * du
+            t = t + step * dt
+            z = z + step * dz
+            Z = Z + step * dZ
+            if self.verbose >= 3:
+                print(f"      pd sigma={sigma:.2e} step={step:.3g}")
+            G, F, rgap = self._state(Z)
+            if rgap <= inner_tol:
+                return Z, it, rgap
+            if rgap < 0.9 * best[0]:
+                best, since_best = (rgap, self.u.copy(), Z), 0
+            else:
+                since_best += 1
+                if since_best >= patience:
+                    self.stalled = True
+                    rgap, self.u, Z = best
+                    break
+        if rgap > best[0]:
+            rgap, self.u, Z = best
+        return Z, it, rgap
+
+    def cleanup(self, Z):
+        """Exact-zero clean-up: BCD steps on blocks whose block minimiser is zero."""
+        R = self.loss.gradient(Z, self.Y)
+        G = self.grads_w(R)
+        cand = []
+        a2 = self.alpha * self.alpha
+        for b in np.flatnonzero(self.u.any(axis=1)):
+            lam, Q = self._eig[self.pat[b]]
+            qb = G[b] - Q @ (self.beta * lam * (Q.T @ self.u[b]))
+            if qb @ qb <= a2:
+                cand.append(b)
+        if not cand:
+            return Z
+        cand = np.asarray(cand)
+        r = np.einsum("bd,bd->b", self.u[cand], self.u[cand])
+        return self.bcd_sweep(Z, cand[np.argsort(r)])
+
+
+def _sparsify(problem, S, U, Z, gap, tol, pat, out):
+    """Set to exactly zero the blocks left tiny by the barrier ("barrier dust") when
+    their exact block minimiser is zero, if the certificate stays within ``tol``."""
+    G = S.grads_w(problem.loss.gradient(Z, problem.Y))
+    idx = S.zero_candidates(Z, G)
+    if idx.size == 0:
+        return U, Z, gap
+    U2 = U.copy()
+    U2[:, pat[idx], out[idx]] = 0.0
+    Z2 = problem.apply(U2)
+    gap2 = problem.gap(U2, Z2)
+    S.flops += 1.5 * S.fge_unit
+    if gap2.relative_gap <= tol:
+        S.u[idx] = 0.0
+        return U2, Z2, gap2
+    return U, Z, gap
 
 
 def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=10000,
                             max_outer=100, n_init=32, inner_frac=0.25,
-                            chunk_bytes=50 * 2 ** 20, dense_flops=None, verbose=0) -> dict:
+                            chunk_bytes=50 * 2 ** 20, dense_flops=None, newton_flops=3e8,
+                            kappa=5.0, center=0.1, max_dual_n=3500, method="pd",
+                            verbose=0) -> dict:
     """Minimise the gated ReLU program to a relative duality gap ``tol`` (see module doc).
 
     Parameters
@@ -562,6 +1219,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
         dense_flops = max(3e9, 20.0 * fge)
     S = _WorkingSetSolver(problem, chunk_bytes=chunk_bytes, dense_flops=dense_flops,
                           verbose=verbose)
+    S.max_dual_n = max_dual_n
     alpha = problem.alpha
     history = []
     n_iter = 0
@@ -569,6 +1227,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     S.flops += fge / 2
     inner_tol = inner_frac * tol
     in_W = np.zeros((P, c), dtype=bool)
+    n_cheap = S.cheap_blocks(newton_flops)
     gap = None
     converged = False
     n_outer = 0
@@ -583,28 +1242,38 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
                   f"objective {gap.primal:.10g}  rel. gap {gap.relative_gap:.3e}")
         if gap.relative_gap <= tol:
             converged = True
+            if n_outer and alpha > 0:
+                U, Z, gap = _sparsify(problem, S, U, Z, gap, tol, pat, out)
             break
         if n_outer >= max_outer or n_iter >= max_iter:
             break
         # grow the working set
         unorm = np.sqrt(np.einsum("dpc,dpc->pc", U, U))
-        in_W |= unorm > 0
+        in_W = unorm > 0
         cand = (~in_W) & (norms > alpha)
         ncand = int(cand.sum())
+        left_out = False
         if ncand:
-            n_add = max(n_init, int(in_W.sum()))
+            n_add = max(n_init, n_cheap, int(in_W.sum()))
             flat = np.flatnonzero(cand.ravel())
             if flat.size > n_add:
                 top = np.argpartition(-norms.ravel()[flat], n_add - 1)[:n_add]
                 flat = flat[top]
+                left_out = True
             in_W.ravel()[flat] = True
         else:
+            if S.stalled:
+                # the restricted problem is already at its floating-point noise floor
+                break
             inner_tol *= 0.1
             if inner_tol < 1e-3 * tol * 1e-6:
                 break
         pat, out = np.nonzero(in_W)
         S.set_working_set(pat, out, U[:, pat, out].T)
-        Z, k, rgap = S.solve_restricted(Z, inner_tol, max_iter - n_iter, t0, None)
+        # early rounds (working set still growing) are solved loosely
+        target = inner_tol if not left_out else max(inner_tol, 0.1 * min(gap.relative_gap, 1.0))
+        Z, k, rgap = S.solve_restricted(Z, target, max_iter - n_iter, kappa=kappa, center=center,
+                                        method=method)
         n_iter += k
         n_outer += 1
         U = np.zeros((d, P, c))
