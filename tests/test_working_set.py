@@ -209,3 +209,71 @@ def test_solve_entry_point_uses_working_set():
     warm = cvxnn.solve(X[:150], y[:150], 1e-3, formulation="gated", random_state=0, n_gates=30,
                        warm_start=res.weights)
     assert warm.converged and warm.n_iter == 0
+
+
+@pytest.mark.parametrize("name", ["squared_two_outputs", "logistic_badly_scaled", "cross_entropy_3"])
+def test_newton_system_back_ends_solve_the_same_system(name):
+    """Sample-space (Woodbury), block-space Cholesky and CG solve K x = rhs alike."""
+    from cvxnn.solvers.working_set import _Curvature, _WorkingSetSolver
+
+    pb, _ = _oracle(name)
+    rng = np.random.default_rng(1)
+    S = _WorkingSetSolver(pb, chunk_bytes=2 ** 20, dense_flops=1e12, verbose=0)
+    P, c = pb.D.shape[1], pb.Y.shape[1]
+    pat, out = np.divmod(np.arange(P * c), c)
+    d = pb.Xa.shape[1]
+    u = rng.standard_normal((P * c, d))
+    S.set_working_set(pat, out, u)
+    Z = S.forward_w(np.arange(P * c), u)
+    curv = _Curvature(pb.loss.name, Z, pb.Y)
+    r2 = np.einsum("bd,bd->b", u, u)
+    c1 = rng.uniform(0.5, 2.0, P * c) * 1e-2
+    c2 = 0.5 * c1 / r2  # radial curvature c1 - c2 r^2 = c1 / 2 > 0
+    A = np.arange(P * c)
+    rhs = rng.standard_normal((P * c, d))
+    woodbury = S._factor_woodbury if curv.off is None else S._factor_woodbury_full
+    x_w = woodbury(A, curv, u, c1, c2)(rhs)
+    x_d = S._factor_dense(A, curv, u, c1, c2)(rhs)
+    S.cg_rtol = 1e-12
+    x_c = S._solve_cg(A, -rhs, curv, u, c1, c2, max_cg=5000)
+    res = rhs - S._hvp(A, curv, u, c1, c2, x_d)
+    assert np.linalg.norm(res) <= 1e-8 * np.linalg.norm(rhs)
+    scale = np.linalg.norm(x_d)
+    assert np.linalg.norm(x_w - x_d) <= 1e-6 * scale
+    assert np.linalg.norm(x_c - x_d) <= 1e-5 * scale
+
+
+def test_barrier_method_alone_converges():
+    pb, ref = _oracle("logistic_pima")
+    out = solve_gated_working_set(pb, tol=TOL, method="barrier")
+    assert out["converged"] and out["gap"].relative_gap <= TOL
+    assert abs(out["gap"].primal - ref["objective"]) <= 1e-6 * abs(ref["objective"])
+
+
+def test_block_prox_is_the_exact_block_minimiser():
+    """The secular-equation block step minimises 1/2 v^T M v + q^T v + alpha ||v||."""
+    from scipy.optimize import minimize
+
+    from cvxnn.solvers.working_set import _block_prox
+
+    rng = np.random.default_rng(3)
+    for scale in (1e-3, 1.0, 1e3):
+        B = rng.standard_normal((5, 4)) * np.array([scale, 1.0, 1.0 / scale, 1.0])
+        M = B.T @ B / 5
+        lam, Q = np.linalg.eigh(M)
+        q = rng.standard_normal(4) * scale
+        alpha = 0.3 * np.linalg.norm(q)
+        v = _block_prox(np.maximum(lam, 0), Q, q, alpha)
+
+        def f(x):
+            return 0.5 * x @ M @ x + q @ x + alpha * np.linalg.norm(x)
+
+        # optimality: M v + q + alpha v/||v|| = 0 (v != 0 since ||q|| > alpha)
+        assert np.linalg.norm(v) > 0
+        g = M @ v + q + alpha * v / np.linalg.norm(v)
+        assert np.linalg.norm(g) <= 1e-8 * (np.linalg.norm(q) + alpha)
+        best = minimize(f, v + 1e-3 * rng.standard_normal(4), method="Nelder-Mead",
+                        options={"xatol": 1e-12, "fatol": 1e-14, "maxiter": 20000})
+        assert f(v) <= best.fun + 1e-9 * max(1.0, abs(best.fun))
+    # ||q|| <= alpha: zero
+    assert not np.any(_block_prox(lam, Q, q, 1.01 * np.linalg.norm(q)))

@@ -820,18 +820,22 @@ def _restore_feasibility(problem, Q, blocks, row_norms):
 
 
 # ----------------------------------------------------------------- active-face polishing
-def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_newton=30, max_rounds=12,
-                   verbose=0):
-    """Solve the program exactly on the face identified by an interior-point iterate.
+def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, verbose=0,
+                   accept=None):
+    """Finish an interior-point iterate with a primal active-set Newton method.
 
-    Blocks are classified active/zero and, per active block, the nearly active cone
-    constraints ``(S_i Xa)_J q_b = 0`` are fixed as equalities (Tapia-type
-    indicator: normalised slack below normalised multiplier).  With ``q_b = N_b v_b``
-    (``N_b`` an orthonormal basis of the null space of the fixed rows) the program is
-    smooth and unconstrained in ``v``; it is solved by Newton's method with a
-    backtracking line search.  Constraints found violated are added to the face and
-    the solve repeated.  Returns ``Q`` (d, 2, P, c) on the face (feasible to
-    rounding) or ``None``.
+    The blocks are classified active/zero from the iterate, and for each active
+    block the nearly active cone constraints (Tapia-type indicator: normalised
+    slack below normalised multiplier) are fixed as equalities.  With
+    ``q_b = N_b v_b`` (``N_b`` an orthonormal basis of the null space of the fixed
+    rows) the program restricted to the face is smooth in ``v`` and is minimised
+    by Newton's method with an Armijo line search, keeping every other cone
+    constraint satisfied (a step that would cross one stops on it and adds it to
+    the face).  When Newton has converged on the face, constraints whose
+    multipliers are negative are released; blocks driven to zero are removed.
+    ``accept(Q)`` (optional) is asked at every face optimum; ``True`` ends the search
+    there (e.g. when ``Q`` is already certified).  Returns ``Q`` (d, 2, P, c) --
+    feasible to rounding -- or ``None`` on failure.
     """
     pr = problem
     Xa = pr.Xa
@@ -839,182 +843,205 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_newton=30, 
     _, _, P, c = pr.shape
     nb = 2 * P * c
     alpha = pr.alpha
+    loss, Y = pr.loss, pr.Y
+    Df = pr.Df
+    Sx = pr.S
     blocks = np.asarray(blocks)
-    q = q.copy()
     qn = np.sqrt(np.einsum("bi,bi->b", q, q))
     qmax = float(qn.max(initial=0.0))
     if qmax <= 0:
         return None
     dual_slack = (zC[:, 0] - np.sqrt(np.einsum("bi,bi->b", zC[:, 1:], zC[:, 1:]))) / max(alpha, 1e-300)
-    act = (qn / qmax > dual_slack) & (qn > 1e-10 * qmax)
-    ab = np.flatnonzero(act)
+    ab = np.flatnonzero((qn / qmax > dual_slack) & (qn > 1e-10 * qmax))
     if ab.size == 0:
         return None
     s_idx, i_idx, k_idx = np.unravel_index(blocks[ab], (2, P, c))
     sig = 1.0 - 2.0 * s_idx
-    # fixed rows per active block
+    qa = q[ab].copy()                                     # (a, d) current block values
     faces = []
     for t, b in enumerate(ab):
         sbar = sL[:, b] / (row_norms * max(qn[b], 1e-300))
         zbar = zL[:, b] * row_norms / max(alpha, 1e-300)
         cand = np.flatnonzero(sbar < zbar)
-        cand = cand[np.argsort(sbar[cand] / np.maximum(zbar[cand], 1e-300))]
-        faces.append(list(cand[: 4 * d]))
-    Sx = pr.S
+        faces.append(list(cand[np.argsort(sbar[cand] / np.maximum(zbar[cand], 1e-300))]))
 
-    def bases(face_rows):
-        """Null-space bases of the fixed rows (a linearly independent prefix of each list)."""
-        Ns = []
-        for t, b in enumerate(ab):
-            rows = np.asarray(face_rows[t], dtype=np.intp)
-            if rows.size == 0:
-                Ns.append(np.eye(d))
-                continue
-            A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
-            an = np.linalg.norm(A, axis=1)
-            # QR of A^T in the given (confidence) order: R_ii ~ 0 marks a dependent row
-            Qr, R = np.linalg.qr(A.T, mode="reduced" if rows.size <= d else "complete")
-            k = min(rows.size, d)
-            diag = np.abs(np.diagonal(R[:k, :k]))
-            indep = diag > 1e-8 * an[:k]
-            keep = [int(r) for r, ok in zip(rows[:k], indep) if ok][: d - 1]
-            face_rows[t] = keep
-            if keep:
-                Ak = Xa[keep] * Sx[keep, i_idx[t]][:, None]
-                Qk = np.linalg.qr(Ak.T, mode="complete")[0]
-                N = Qk[:, len(keep):]
-            else:
-                N = np.eye(d)
-            Ns.append(N)
-        return Ns
+    def basis(t):
+        """Independent prefix of the face rows of block ``t`` and its null-space basis."""
+        rows = np.asarray(faces[t], dtype=np.intp)
+        if rows.size == 0:
+            return np.eye(d)
+        A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
+        an = np.linalg.norm(A, axis=1)
+        k = min(rows.size, d)
+        R = np.linalg.qr(A[:k].T, mode="r")
+        diag = np.abs(np.diagonal(R[:k, :k])) if R.shape[0] >= k else np.zeros(k)
+        keep = [int(r) for r, ok in zip(rows[:k], diag > 1e-8 * an[:k]) if ok][: d - 1]
+        faces[t] = keep
+        if not keep:
+            return np.eye(d)
+        Ak = Xa[keep] * Sx[keep, i_idx[t]][:, None]
+        return np.linalg.qr(Ak.T, mode="complete")[0][:, len(keep):]
 
-    loss, Y = pr.loss, pr.Y
-    Df = pr.Df
-    for rnd in range(max_rounds):
-        Ns = bases(faces)
+    Ns = [basis(t) for t in range(ab.size)]
+
+    def assemble():
         dims = np.array([N.shape[1] for N in Ns])
         offs = np.concatenate([[0], np.cumsum(dims)])
-        nv = int(offs[-1])
-        # M_N: predictions are sum_k over outputs; columns grouped per block
-        XN = np.concatenate([Xa @ N for N in Ns], axis=1)                      # (n, nv)
+        XN = np.concatenate([Xa @ N for N in Ns], axis=1)
         colblock = np.repeat(np.arange(ab.size), dims)
-        MN = XN * (Df[:, i_idx[colblock]] * sig[colblock])                     # (n, nv)
-        outcol = k_idx[colblock]
-        v = np.concatenate([N.T @ q[b] for N, b in zip(Ns, ab)])
+        MN = XN * (Df[:, i_idx[colblock]] * sig[colblock])
+        return dims, offs, MN, k_idx[colblock]
 
-        def f_val(v):
-            Z = np.zeros((n, c))
-            for k in range(c):
-                sel = outcol == k
-                Z[:, k] = MN[:, sel] @ v[sel]
-            nrm = np.sqrt(np.add.reduceat(v * v, offs[:-1])) if nv else np.zeros(0)
-            return loss.value(Z, Y) + alpha * float(nrm.sum()), Z, nrm
+    def predictions(MN, outcol, v):
+        Z = np.zeros((n, c))
+        for k in range(c):
+            sel = outcol == k
+            Z[:, k] = MN[:, sel] @ v[sel]
+        return Z
 
-        fv, Z, nrm = f_val(v)
-        ok = True
-        drop = None
-        Hl = None
-        for it in range(max_newton):
-            small = nrm <= 1e-6 * nrm.max(initial=0.0)
-            if np.any(small):
-                drop = np.flatnonzero(small)
-                break
-            GZ = loss.gradient(Z, Y)
-            g = np.zeros(nv)
-            for k in range(c):
-                sel = outcol == k
-                g[sel] = MN[:, sel].T @ GZ[:, k]
-            u = v / np.repeat(nrm, dims)
-            g += alpha * u
-            if Hl is None or loss.name != "squared":
-                hw = _loss_hessian(loss, Z, Y)
-                Hl = np.zeros((nv, nv))
-                for (k1, k2), w in hw.items():
-                    s1 = outcol == k1
-                    s2 = outcol == k2
-                    blk = MN[:, s1].T @ (w[:, None] * MN[:, s2])
-                    Hl[np.ix_(s1, s2)] += blk
-                    if k1 != k2:
-                        Hl[np.ix_(s2, s1)] += blk.T
-            H = Hl.copy()
-            for t in range(ab.size):
-                sl = slice(offs[t], offs[t + 1])
-                ut = u[sl]
-                H[sl, sl] += alpha * (np.eye(dims[t]) - np.outer(ut, ut)) / nrm[t]
-            try:
-                fac = cho_factor(H + 1e-14 * np.trace(H) / max(nv, 1) * np.eye(nv), lower=True,
-                                 check_finite=False)
-                step = -cho_solve(fac, g, check_finite=False)
-            except np.linalg.LinAlgError:
-                ok = False
-                break
-            dec = float(-g @ step)
-            if verbose >= 3:
-                print(f"      polish newton {it} f {fv:.15g} decrement {dec:.2e} min|v| {nrm.min() / nrm.max():.2e} "
-                      f"nv {nv} nblocks {ab.size}")
-            if dec <= 1e-16 * max(abs(fv), 1e-300):
-                break
-            t_ls = 1.0
-            while t_ls > 1e-10:
-                v_new = v + t_ls * step
-                f_new, Z_new, nrm_new = f_val(v_new)
-                if f_new <= fv - 1e-4 * t_ls * dec:
-                    break
-                t_ls *= 0.5
-            else:
-                break
-            v, fv, Z, nrm = v_new, f_new, Z_new, nrm_new
-        if not ok:
-            return None
-        if drop is None and it >= 2:
-            # blocks shrinking towards zero stall Newton (the norm is not smooth there)
-            shrink = np.flatnonzero(nrm <= 1e-3 * nrm.max(initial=0.0))
-            if shrink.size and dec > 1e-12 * max(abs(fv), 1e-300):
-                drop = shrink
-        if drop is not None:
-            keep_t = np.setdiff1d(np.arange(ab.size), drop)
+    def cons(qa_):
+        """Cone constraint values of the active blocks (n, a), normalised per row."""
+        return (Xa @ qa_.T) * Sx[:, i_idx] / row_norms[:, None]
+
+    # the projection onto the face may violate other constraints: fix the worst ones
+    for _ in range(d):
+        qa = np.stack([Ns[t] @ (Ns[t].T @ qa[t]) for t in range(ab.size)])
+        C = cons(qa)
+        nq = np.sqrt(np.einsum("bi,bi->b", qa, qa))
+        bad = C < -1e-12 * nq[None, :]
+        if not bad.any():
+            break
+        for t in np.flatnonzero(bad.any(axis=0)):
+            if len(faces[t]) < d - 1:
+                faces[t] = list(faces[t]) + [int(np.argmin(C[:, t]))]
+                Ns[t] = basis(t)
+    else:
+        return None
+    dims, offs, MN, outcol = assemble()
+    v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
+    Hl = None
+    for step_no in range(max_steps):
+        nrm = np.sqrt(np.add.reduceat(v * v, offs[:-1]))
+        small = np.flatnonzero(nrm <= 1e-9 * nrm.max(initial=0.0))
+        if small.size:
+            keep_t = np.setdiff1d(np.arange(ab.size), small)
             if keep_t.size == 0:
                 return None
-            ab = ab[keep_t]
-            sig, i_idx, k_idx = sig[keep_t], i_idx[keep_t], k_idx[keep_t]
+            ab, sig, i_idx, k_idx = ab[keep_t], sig[keep_t], i_idx[keep_t], k_idx[keep_t]
             faces = [faces[t] for t in keep_t]
-            for t, b in enumerate(ab):
-                q[b] = Ns[keep_t[t]] @ v[offs[keep_t[t]]:offs[keep_t[t] + 1]]
+            Ns = [Ns[t] for t in keep_t]
+            v = np.concatenate([v[offs[t]:offs[t + 1]] for t in keep_t])
+            dims, offs, MN, outcol = assemble()
+            Hl = None
             continue
-        Q = np.zeros((d, nb))
-        for t, b in enumerate(ab):
-            Q[:, blocks[b]] = Ns[t] @ v[offs[t]:offs[t + 1]]
-        # multipliers of the fixed constraints: release those with the wrong sign
+        Z = predictions(MN, outcol, v)
+        fv = loss.value(Z, Y) + alpha * float(nrm.sum())
         GZ = loss.gradient(Z, Y)
-        released = False
-        for t, b in enumerate(ab):
-            rows = faces[t]
-            if not rows:
-                continue
-            qb = Q[:, blocks[b]]
-            gq = sig[t] * (Xa.T @ (Df[:, i_idx[t]] * GZ[:, k_idx[t]]))       # grad of the loss
-            rhs = gq + alpha * qb / np.linalg.norm(qb)
-            A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
-            lam_t = np.linalg.lstsq(A.T, rhs, rcond=None)[0]
-            neg = lam_t < -1e-9 * alpha / row_norms[rows]
-            if np.any(neg):
-                worst = int(np.argmin(lam_t * row_norms[rows]))
-                faces[t] = [r for i, r in enumerate(rows) if i != worst]
-                released = True
-        if released:
-            for t, b in enumerate(ab):
-                q[b] = Q[:, blocks[b]]
+        g = np.zeros(v.size)
+        for k in range(c):
+            sel = outcol == k
+            g[sel] = MN[:, sel].T @ GZ[:, k]
+        u = v / np.repeat(nrm, dims)
+        g += alpha * u
+        if Hl is None or loss.name != "squared":
+            hw = _loss_hessian(loss, Z, Y)
+            Hl = np.zeros((v.size, v.size))
+            for (k1, k2), w in hw.items():
+                s1, s2 = outcol == k1, outcol == k2
+                blk = MN[:, s1].T @ (w[:, None] * MN[:, s2])
+                Hl[np.ix_(s1, s2)] += blk
+                if k1 != k2:
+                    Hl[np.ix_(s2, s1)] += blk.T
+        H = Hl.copy()
+        for t in range(ab.size):
+            sl = slice(offs[t], offs[t + 1])
+            H[sl, sl] += alpha * (np.eye(dims[t]) - np.outer(u[sl], u[sl])) / nrm[t]
+        try:
+            fac = cho_factor(H + 1e-14 * np.trace(H) / max(v.size, 1) * np.eye(v.size), lower=True,
+                             check_finite=False)
+            dv = -cho_solve(fac, g, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        dec = float(-g @ dv)
+        if verbose >= 3:
+            print(f"      polish {step_no} f {fv:.15g} decrement {dec:.2e} blocks {ab.size} dim {v.size}")
+        if dec <= 1e-15 * max(abs(fv), 1e-300):
+            # converged on the face: done if certified, else release fixed rows with
+            # negative multipliers
+            if accept is not None:
+                qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
+                Q = np.zeros((d, nb))
+                Q[:, blocks[ab]] = qa.T
+                if accept(Q.reshape(pr.shape)):
+                    return Q.reshape(pr.shape)
+            released = False
+            for t in range(ab.size):
+                rows = faces[t]
+                if not rows:
+                    continue
+                qb = Ns[t] @ v[offs[t]:offs[t + 1]]
+                gq = sig[t] * (Xa.T @ (Df[:, i_idx[t]] * GZ[:, k_idx[t]]))
+                A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
+                lam_t = np.linalg.lstsq(A.T, gq + alpha * qb / np.linalg.norm(qb), rcond=None)[0]
+                scaled = lam_t * row_norms[rows] / max(alpha, 1e-300)
+                if scaled.min() < -1e-8:
+                    del faces[t][int(np.argmin(scaled))]
+                    released = True
+            if not released:
+                qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
+                Q = np.zeros((d, nb))
+                Q[:, blocks[ab]] = qa.T
+                return Q.reshape(pr.shape)
+            qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
+            Ns = [basis(t) for t in range(ab.size)]
+            dims, offs, MN, outcol = assemble()
+            v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
+            Hl = None
             continue
-        # feasibility of the non-fixed constraints
-        C = (Xa @ Q[:, blocks[ab]]) * Sx[:, i_idx]
-        qn2 = np.sqrt(np.einsum("db,db->b", Q[:, blocks[ab]], Q[:, blocks[ab]]))
-        bad = C < -1e-12 * row_norms[:, None] * qn2[None, :]
-        if not np.any(bad):
-            return Q.reshape(pr.shape)
-        for t in np.flatnonzero(bad.any(axis=0)):
-            rows = np.flatnonzero(bad[:, t])
-            rows = rows[np.argsort(C[rows, t] / row_norms[rows])]
-            faces[t] = list(faces[t]) + [r for r in rows if r not in faces[t]]
+        # ratio test: keep the non-fixed cone constraints satisfied
+        qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
+        dqa = np.stack([Ns[t] @ dv[offs[t]:offs[t + 1]] for t in range(ab.size)])
+        C0 = np.maximum(cons(qa), 0.0)
+        dC = cons(dqa)
+        for t in range(ab.size):
+            if faces[t]:
+                dC[faces[t], t] = 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(dC < -1e-300, C0 / -dC, np.inf)
+        flat = int(np.argmin(ratio))
+        t_max = float(ratio.flat[flat])
+        step = min(1.0, t_max)
+        if step <= 1e-12:
+            # degenerate: a constraint at zero blocks the direction; fix it and retry
+            row, t = np.unravel_index(flat, ratio.shape)
+            if int(row) in faces[t] or len(faces[t]) >= d - 1:
+                return None
+            faces[t] = list(faces[t]) + [int(row)]
+            Ns[t] = basis(t)
+            dims, offs, MN, outcol = assemble()
+            v = np.concatenate([N.T @ qa[tt] for tt, N in enumerate(Ns)])
+            Hl = None
+            continue
+        # Armijo backtracking on the face objective
+        while step > 1e-12:
+            v_new = v + step * dv
+            nrm_new = np.sqrt(np.add.reduceat(v_new * v_new, offs[:-1]))
+            Z_new = predictions(MN, outcol, v_new)
+            f_new = loss.value(Z_new, Y) + alpha * float(nrm_new.sum())
+            if f_new <= fv - 1e-4 * step * dec:
+                break
+            step *= 0.5
+        else:
+            return None
+        v = v_new
+        if step >= t_max * (1 - 1e-12) and np.isfinite(t_max):
+            row, t = np.unravel_index(flat, ratio.shape)
+            qa = np.stack([Ns[tt] @ v[offs[tt]:offs[tt + 1]] for tt in range(ab.size)])
+            faces[t] = list(faces[t]) + [int(row)]
+            Ns[t] = basis(t)
+            dims, offs, MN, outcol = assemble()
+            v = np.concatenate([N.T @ qa[tt] for tt, N in enumerate(Ns)])
+            Hl = None
     return None
 
 
@@ -1142,13 +1169,26 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
 
     def make_polisher(work, best):
         def polisher(state):
+            found = {}
+
+            def accept(Qc):
+                gc, Ac, rho_c = exact_certificate(Qc)
+                if not found or gc.relative_gap < found["gap"].relative_gap:
+                    found.update(Q=Qc, gap=gc, A=Ac, rho=rho_c)
+                return gc.relative_gap <= 1e-3 * tol
+
             Qp = polish_on_face(problem, work, state["q"], state["sL"], state["zL"], state["zC"],
-                                row_norms, verbose=verbose)
+                                row_norms, verbose=verbose, accept=accept)
+            if found and (Qp is None or found["gap"].relative_gap <= tol):
+                Qp = found["Q"]
             if Qp is None:
                 if verbose >= 2:
                     print(f"   polish at ipm gap {state['relgap']:.1e}: face solve failed")
                 return False
-            gp, Ap, rho_p = exact_certificate(Qp)
+            if found and found["Q"] is Qp:
+                gp, Ap, rho_p = found["gap"], found["A"], found["rho"]
+            else:
+                gp, Ap, rho_p = exact_certificate(Qp)
             vp = problem.violation(Qp)
             # the restricted program is solved when its own blocks are dual feasible
             restricted_ok = bool(rho_p[work].max(initial=0.0) <= alpha * (1 + 1e-3 * tol))

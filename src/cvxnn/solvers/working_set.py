@@ -7,62 +7,65 @@ Problem (see :class:`~cvxnn.problems.GatedReLUProblem`)::
 A *block* is a pair ``(i, k)`` (pattern ``i``, output ``k``); its columns in the
 expanded design are ``D_i Xa`` (``n x d``).
 
-Outer loop (working set, certified by the full duality gap)
------------------------------------------------------------
+Outer loop: a growing working set, certified by the full duality gap
+--------------------------------------------------------------------
 The working set ``W`` starts with the nonzero blocks of the warm start plus the
-``n_init`` blocks with the largest dual norms ``||Xa^T D_i Theta_k||`` (``Theta =
--grad L(Z)``).  Each round solves the problem restricted to ``W`` (all other
-blocks fixed at zero) to a relative restricted gap ``inner_tol`` (a fraction of
-``tol``), then computes the FULL duality gap with :meth:`GatedReLUProblem.gap`
--- the certificate; the solver stops when the relative gap is ``<= tol``.
-Otherwise the blocks outside ``W`` whose dual norm exceeds ``alpha`` (the
-violated dual constraints) are added, the most violated first, at most
-``max(n_init, |W|)`` of them (geometric growth); blocks already in ``W`` stay.
-If no block is violated (the restricted solve was not accurate enough),
-``inner_tol`` is divided by 10.  The expanded ``n x Pd`` matrix of the full
-problem is never formed; full products go through :mod:`cvxnn.operators`.
+blocks with the largest dual norms ``||Xa^T D_i Theta_k||`` (``Theta = -grad
+L(Z)``): at least ``n_init`` of them, and all of them when a Newton step on all
+blocks is cheap (``newton_flops``).  Each round solves the problem restricted
+to ``W`` (other blocks fixed at zero) and then computes the FULL duality gap
+with :meth:`GatedReLUProblem.gap` -- the certificate; the solver stops when
+the relative gap is ``<= tol``.  Otherwise the next working set is the nonzero
+blocks plus the blocks whose dual constraint is violated (dual norm >
+``alpha``), the most violated first, at most ``max(n_init, |W|)`` new ones per
+round (geometric growth).  Rounds that leave violated blocks out are solved
+loosely (restricted gap ``0.1 x`` the current full gap), the others to
+``inner_frac * tol``.  The expanded ``n x Pd`` matrix of the full problem is never
+formed; full products go through :mod:`cvxnn.operators`.
 
-Restricted solver (one loop for all three losses)
--------------------------------------------------
-Each iteration computes the block gradients ``g_b = Xa^T D_i R_k`` (``R =
-grad L(Z)``) of the working set in one GEMM and the restricted duality gap
-(stop when ``<= inner_tol``), then
+Restricted solver
+-----------------
+On ``W`` the problem is the second-order cone program ``min L(Z) + alpha sum_b
+t_b`` s.t. ``||u_b|| <= t_b``, small enough for Newton-type methods whose cost
+does not depend on the conditioning of the data:
 
-1. **Newton step on the active manifold.**  On the active blocks ``A`` (``u_b !=
-   0``) the objective is smooth; its Hessian is ``H_AA + blockdiag(alpha/||u_b||
-   (I - u_b u_b^T / ||u_b||^2))`` with ``H_AA`` the loss Hessian restricted to
-   ``A`` (``Xw^T W Xw`` with the per-sample loss curvature ``W``: ``1/n`` for the
-   squared loss, ``p(1-p)/n`` logistic, ``(diag p - p p^T)/n`` cross-entropy).
-   The Newton system is solved by a Jacobi-scaled Cholesky factorisation when
-   it is small enough (the Hessian is formed by row chunks of the restricted
-   design ``[D_i Xa]_{i in A}``, never more than ``chunk_bytes`` at a time), and
-   otherwise matrix-free by preconditioned conjugate gradients (block-Jacobi
-   preconditioner built from the exact block Grams).  A backtracking (Armijo)
-   line search on the true restricted objective makes every step a descent
-   step.  For the squared loss this is exactly Newton's method on the smooth
-   part of the quadratic problem, and it doubles as iterative refinement: the
-   gradient is always recomputed from the data residual, never from the Gram.
-2. **Block coordinate descent (support changes).**  Blocks whose status may be
-   wrong -- zero blocks with ``||g_b|| > alpha``, active blocks whose exact block
-   minimiser is zero -- (all blocks on the first iteration of a round or after a
-   damped Newton step) are updated by an exact block-majorisation step: with
-   the block Gram ``G_i = Xa^T D_i Xa / n`` and the curvature bound ``beta`` of
-   the loss (1 squared, 1/4 logistic and cross-entropy),
-   ``u_b <- argmin_v 1/2 (v-u_b)^T beta G_i (v-u_b) + g_b^T (v-u_b) + alpha ||v||``.
-   One eigendecomposition per pattern turns this into a 1-D secular equation,
-   solved by a monotone Newton iteration; the step is exact in the block's own
-   metric, hence insensitive to the scale of the columns of ``Xa``.  For the
-   squared loss it is exact block minimisation.
+1. **Primal-dual interior point** (:meth:`_WorkingSetSolver.pd_solve`):
+   Mehrotra predictor-corrector with Nesterov-Todd scaling.  Eliminating ``t``
+   and the cone multipliers leaves one system ``(H + blockdiag(c1 I - c2 v v^T))
+   du = rhs`` per iteration, with ``H`` the loss Hessian on ``W`` (``Xw^T diag(w)
+   Xw``; per-sample curvature ``w = 1/n`` squared, ``p(1-p)/n`` logistic,
+   ``(diag p - p p^T)/n`` cross-entropy).  For nonlinear losses a step may not
+   raise the objective by more than the current gap.
+2. **Barrier fallback**: if the primal-dual iterations stall (floating-point
+   noise floor of very ill-conditioned problems, or a nonlinear loss defeating
+   the predictor-corrector), damped Newton on the primal barrier ``L + sum_b
+   min_{t > ||u_b||} (alpha t - mu log(t^2 - ||u_b||^2))`` (a smooth, Armijo
+   line-searched path following) takes over from the best point.
+3. **Active-set finish** (:meth:`_WorkingSetSolver.polish`): once the gap is
+   below 1e-3 (and at the start of warm-started rounds, after exact block
+   steps on the newly violated blocks), the blocks whose exact block minimiser
+   is zero are set to zero and Newton steps on the active manifold (exact
+   penalty Hessian ``alpha/||u|| (I - u u^T/||u||^2)``, Armijo search along a path
+   that zeroes blocks crossing the origin) converge quadratically.  This also
+   makes the solution exactly group sparse.
+
+The Newton systems are solved in sample space by a Woodbury identity (``O(n^2
+|W| + n^3)``, for moderate ``n``), by a Jacobi-scaled dense Cholesky in block
+space (``O(n (|W| d)^2 + (|W| d)^3)``; the squared-loss Hessian is formed once per
+round), or, when both are too expensive, by block-Jacobi preconditioned CG
+(exact block Grams ``Xa^T D_i Xa / n``: insensitive to the scale of the
+columns).  Each block Gram is eigendecomposed once; the exact block
+minimisation ``argmin_v 1/2 v^T M v + q^T v + alpha ||v||`` used to activate
+blocks is then a 1-D secular equation solved by a monotone Newton iteration.
 
 Budget and counters
 -------------------
-``max_iter`` bounds the total number of restricted iterations (each one block
-gradient evaluation plus a Newton step and/or a BCD sweep) summed over all
-outer rounds; the number of outer rounds is bounded by ``max_outer``.
-``n_iter`` reports that total.  ``n_grad_equiv`` converts the floating-point
-work (gradients, Hessian formation, factorisations, BCD sweeps, gap
-evaluations) into full-gradient equivalents, one being ``problem.apply`` +
-``problem.adjoint`` (``2 n d P c`` multiply-adds).
+``max_iter`` bounds the total number of restricted iterations (interior-point,
+barrier or manifold Newton steps; each costs one factorisation) summed over
+all rounds; ``max_outer`` bounds the rounds.  ``n_iter`` reports that total.
+``n_grad_equiv`` converts the floating-point work (gradients, Hessian
+formation, factorisations, CG, gap evaluations) into full-gradient equivalents,
+one being ``problem.apply`` + ``problem.adjoint`` (``2 n d P c`` multiply-adds).
 """
 
 from __future__ import annotations
@@ -89,24 +92,25 @@ def _block_prox(lam, Q, q, alpha):
     For ``||q|| <= alpha`` the minimiser is 0.  Otherwise ``v = -(M + sigma I)^{-1} q``
     with ``sigma = alpha/||v||``, i.e. the root of the concave, eventually
     decreasing ``h(sigma) = 1/||v(sigma)|| - sigma/alpha``, found by Newton's method
-    started to the right of the root (monotone convergence).  Components of ``q``
-    in the numerical null space of ``M`` are dropped (they vanish in exact
-    arithmetic because ``q`` lies in the range of the block's columns).
+    started to the right of the root (monotone convergence; ``1/||v(sigma)||`` is
+    concave for ``sigma > 0`` even when ``M`` is singular).  With ``alpha = 0`` the
+    minimum-norm solution ``-M^+ q`` is returned.
     """
     qn = float(np.sqrt(q @ q))
     if qn <= alpha:
         return np.zeros_like(q)
     qt = Q.T @ q
+    lam = np.maximum(lam, 0.0)
     lmax = float(lam[-1]) if lam.size else 0.0
     if lmax <= 0.0:
         return np.zeros_like(q)
-    keep = lam > 1e-13 * lmax
-    lk, qk = lam[keep], qt[keep]
-    q2 = qk * qk
     if alpha <= 0.0:
+        keep = lam > 1e-13 * lmax
         vt = np.zeros_like(qt)
-        vt[keep] = -qk / lk
+        vt[keep] = -qt[keep] / lam[keep]
         return Q @ vt
+    lk, qk = lam, qt
+    q2 = qk * qk
     qkn = float(np.sqrt(q2.sum()))
     if qkn <= alpha:
         return np.zeros_like(q)
@@ -126,9 +130,7 @@ def _block_prox(lam, Q, q, alpha):
             sig = new
             break
         sig = new
-    vt = np.zeros_like(qt)
-    vt[keep] = -qk / (lk + sig)
-    return Q @ vt
+    return Q @ (-qk / (lk + sig))
 
 
 class _Curvature:
@@ -216,8 +218,7 @@ class _WorkingSetSolver:
         self.Dw = self.D[:, self.pat].astype(np.float64)
         self.onehot = np.zeros((len(self.pat), self.c))
         self.onehot[np.arange(len(self.pat)), self.out] = 1.0
-        self._ensure_eig(self.pat)
-        self._hcache = None
+        self._hcache = None  # block Grams are eigendecomposed lazily (_ensure_eig)
 
     def forward_w(self, idx, V):
         """``Z`` contribution of blocks ``idx`` with weights ``V`` (len(idx), d)."""
@@ -260,6 +261,7 @@ class _WorkingSetSolver:
         alpha, beta, Xa, Y = self.alpha, self.beta, self.Xa, self.Y
         Z = Z.copy()
         u = self.u
+        self._ensure_eig(self.pat[np.asarray(idx, dtype=np.intp)])
         sq = self.name == "squared"
         n, d = self.n, self.d
         if sq:
@@ -410,6 +412,7 @@ class _WorkingSetSolver:
         rtol = self.cg_rtol
         # block preconditioner: (w_b G_i + c1 I - c2 u u^T)^{-1}, w_b the mean
         # curvature of the block's samples (exact blocks for the squared loss)
+        self._ensure_eig(self.pat[A])
         DA = self.Dw[:, A]
         cnt = np.maximum(DA.sum(axis=0), 1.0)
         wb = (DA * curv.diag[:, self.out[A]]).sum(axis=0) / cnt * self.n
@@ -591,77 +594,9 @@ class _WorkingSetSolver:
         Hv += c1[:, None] * v - (c2 * np.einsum("bd,bd->b", uA, v))[:, None] * uA
         return Hv
 
-    def _direction(self, A, grad, curv, uA, c1, c2, refine=3):
-        """Newton direction ``-(H_AA + blockdiag(c1 I - c2 u u^T))^{-1} grad``.
-
-        Back ends, cheapest first among those within ``dense_flops``: sample-space
-        Woodbury factorisation (diagonal curvature, ``n <= max_dual_n``; preferred
-        only when at least 2x cheaper, since the block-space Cholesky is Jacobi
-        scaled and numerically more robust), dense block-space Cholesky, then
-        preconditioned CG.  Direct solves get up to ``refine`` steps of iterative
-        refinement with exact matrix-vector products; a solve whose final relative
-        residual exceeds ``min(1e-3, cg_rtol)`` (ill-conditioning) falls through to
-        the next back end.
-        """
-        m = len(A) * self.d
-        n = self.n
-        if self.name == "squared":
-            mw = len(self.pat) * self.d
-            form = 0.0 if self._hcache is not None else n * mw * mw
-        else:
-            form = n * m * m
-        primal_cost = form + m ** 3 / 3.0
-        if curv.off is None:
-            woodbury = self._factor_woodbury
-            dual_ok = n <= self.max_dual_n
-            dual_cost = 2.0 * n * n * len(A) + self.c * n ** 3 / 3.0
-        else:
-            woodbury = self._factor_woodbury_full
-            dual_ok = n * self.c <= self.max_dual_n
-            dual_cost = 2.0 * n * n * len(A) + (n * self.c) ** 3 / 3.0 + self.c ** 3 * n * n
-        if not dual_ok:
-            dual_cost = np.inf
-        order = []
-        if dual_cost <= self.dense_flops and 2.0 * dual_cost < primal_cost:
-            order.append(woodbury)
-        if primal_cost <= self.dense_flops:
-            order.append(self._factor_dense)
-        if dual_cost <= self.dense_flops and woodbury not in order:
-            order.append(woodbury)
-        gn = float(np.linalg.norm(grad))
-        accept = min(1e-3, self.cg_rtol) * gn
-        best, best_res = None, np.inf
-        for factor in order:
-            solve = factor(A, curv, uA, c1, c2)
-            if solve is None:
-                continue
-            x = solve(-grad)
-            if not np.all(np.isfinite(x)):
-                continue
-            res = -grad - self._hvp(A, curv, uA, c1, c2, x)
-            rn = float(np.linalg.norm(res))
-            for _ in range(refine):
-                if rn <= 1e-13 * gn:
-                    break
-                dx = solve(res)
-                if not np.all(np.isfinite(dx)):
-                    break
-                x_new = x + dx
-                res_new = -grad - self._hvp(A, curv, uA, c1, c2, x_new)
-                rn_new = float(np.linalg.norm(res_new))
-                if not rn_new < rn:
-                    break
-                x, res, rn = x_new, res_new, rn_new
-            if self.verbose >= 3:
-                print(f"      {factor.__name__}: relative residual {rn / max(gn, 1e-300):.2e}")
-            if rn <= accept:
-                return x
-            if rn < best_res:
-                best, best_res = x, rn
-        if best is not None and (m > 4000 or best_res <= 0.5 * gn):
-            return best
-        x = self._solve_cg(A, grad, curv, uA, c1, c2)
-        return x if x is not None else best
+    def _direction(self, A, grad, curv, uA, c1, c2):
+        """Newton direction ``-(H_AA + blockdiag(c1 I - c2 u u^T))^{-1} grad``."""
+        return self._factor(A, curv, uA, c1, c2)(-grad)
 
     # ------------------------------------------------------------- barrier Newton step
     def barrier_step(self, Z, G, mu):
@@ -825,14 +760,18 @@ class _WorkingSetSolver:
                          center=0.1, patience=15, method="pd"):
         """Solve on the working set until the restricted relative gap is ``<= inner_tol``.
 
-        1. Warm start (some blocks nonzero): one active-set attempt (:meth:`polish`)
-           after exact BCD steps on the violated zero blocks -- enough when the
-           support is nearly known.
-        2. Otherwise barrier path following (:meth:`barrier_step`); ``mu`` starts at
-           ``gap / |W|`` and is divided by ``kappa`` once the Newton decrement
-           satisfies ``lambda^2 <= 2 center |W| mu`` (the barrier's own gap is about
-           ``|W| mu``); once the gap is below ``polish_below`` an active-set finish
-           is tried after every decrease of ``mu``.
+        1. Warm start (some blocks nonzero): exact block steps on the violated zero
+           blocks, then one active-set attempt (:meth:`polish`) -- enough when the
+           support is nearly known (e.g. a few blocks added to the previous round).
+        2. ``method="pd"``: primal-dual interior point (:meth:`pd_solve`).
+        3. If it stalls (or ``method="barrier"``): barrier path following
+           (:meth:`barrier_step`) from the best point; ``mu`` starts at ``gap/|W|``
+           and is divided by ``kappa`` once the Newton decrement satisfies
+           ``lambda^2 <= 2 center |W| mu`` (the barrier's own gap is about ``|W| mu``),
+           down to a floor where that gap is negligible; once the gap is below
+           ``polish_below`` an active-set finish is tried whenever the gap has
+           dropped tenfold.  ``patience`` iterations without progress at the floor
+           set ``self.stalled`` (floating-point noise floor).
         Returns ``(Z, n_iter, restricted_rel_gap)``.
         """
         nW = len(self.pat)
@@ -858,7 +797,11 @@ class _WorkingSetSolver:
         if method == "pd" and self.alpha > 0:
             Z, k, rgap = self.pd_solve(Z, inner_tol, budget - it, polish_below=polish_below,
                                        patience=patience)
-            return Z, it + k, rgap
+            it += k
+            if rgap <= inner_tol or not self.pd_failed:
+                return Z, it, rgap
+            if self.verbose:
+                print(f"    [ws] primal-dual steps stalled at gap {rgap:.3e}; barrier fallback")
         best = (np.inf, None, None)
         since_best = 0
         while it < budget:
@@ -896,6 +839,11 @@ class _WorkingSetSolver:
                 G, F, rgap = self._state(Z)
             it += 1
             Z, lam2 = self.barrier_step(Z, G, mu)
+            if self.alpha == 0 and lam2 <= 1e-15 * abs(F):
+                # unregularised: a stationary point is all Newton can give (the gap
+                # certificate needs alpha > 0 unless the loss reaches its infimum)
+                self.stalled = True
+                break
             # mu is not decreased below the level where the barrier's own gap
             # (about |W| mu) is negligible against the target
             if lam2 <= 2.0 * center * nW * mu:
@@ -904,13 +852,23 @@ class _WorkingSetSolver:
 
     # ------------------------------------------------------------- primal-dual IPM
     def _factor(self, A, curv, vecs, c1, c2):
-        """Factor ``H_AA + blockdiag(c1 I - c2 v v^T)``; returns ``solve(rhs)``
-        (``K^{-1} rhs``, with iterative refinement) or None (then CG is used)."""
+        """Factor ``K = H_AA + blockdiag(c1 I - c2 v v^T)``; returns ``solve(rhs) = K^{-1} rhs``.
+
+        ``H_AA`` is the loss Hessian on the blocks ``A``.  Back ends, cheapest first
+        among those costing less than ``max(dense_flops, ~200 CG iterations)``:
+        sample-space Woodbury factorisation (``n <= max_dual_n``; preferred only
+        when 2x cheaper, the Jacobi-scaled block-space Cholesky being numerically
+        more robust), dense block-space Cholesky, and otherwise block-Jacobi
+        preconditioned CG.  Direct solves get up to 3 steps of iterative refinement
+        with exact matrix-vector products; a factorisation that fails a probe solve
+        (relative residual > 1e-3: ill-conditioning) is skipped for the next one.
+        """
         m = len(A) * self.d
         n = self.n
         if self.name == "squared":
             mw = len(self.pat) * self.d
-            form = 0.0 if self._hcache is not None else n * mw * mw
+            # formed once per working set, reused by every Newton step of the round
+            form = 0.0 if self._hcache is not None else n * mw * mw / 10.0
         else:
             form = n * m * m
         primal_cost = form + m ** 3 / 3.0
@@ -923,11 +881,13 @@ class _WorkingSetSolver:
         if not dual_ok:
             dual_cost = np.inf
         order = []
-        if dual_cost <= self.dense_flops and 2.0 * dual_cost < primal_cost:
+        # direct solves when cheaper than ~200 CG iterations (or within dense_flops)
+        budget = max(self.dense_flops, 400.0 * n * m) if self.dense_flops > 0 else 0.0
+        if dual_cost <= budget and 2.0 * dual_cost < primal_cost:
             order.append(woodbury)
-        if primal_cost <= self.dense_flops:
+        if primal_cost <= budget:
             order.append(self._factor_dense)
-        if dual_cost <= self.dense_flops and woodbury not in order:
+        if dual_cost <= budget and woodbury not in order:
             order.append(woodbury)
 
         def hvp(v):
@@ -959,7 +919,6 @@ class _WorkingSetSolver:
             xp = solve(probe)
             if np.all(np.isfinite(xp)) and np.linalg.norm(probe - hvp(xp)) <= 1e-3 * np.linalg.norm(probe):
                 return solve
-        grad_like = None
 
         def solve_cg(rhs):
             x = self._solve_cg(A, -rhs, curv, vecs, c1, c2)
@@ -1001,6 +960,7 @@ class _WorkingSetSolver:
         alpha = self.alpha
         nb = len(self.pat)
         it = 0
+        self.pd_failed = False
         G, F, rgap = self._state(Z)
         if rgap <= inner_tol:
             return Z, it, rgap
@@ -1109,15 +1069,20 @@ class _WorkingSetSolver:
             ap, ad = steps(du, dt, dz)
             step = min(1.0, 0.99 * min(ap, ad))
             dZ = self.forward_w(allb, du)
-            if self.name != "squared":
-                # nonlinear loss: backtrack until the dual residual does not grow much
-                for _ in range(20):
-                    Zt = Z + step * dZ
-                    Gt = self.grads_w(self.loss.gradient(Zt, self.Y))
-                    rn_new = float(np.linalg.norm(Gt - (z + step * dz)))
-                    if rn_new <= (1.0 - 0.5 * step) * float(np.linalg.norm(ru)) + 0.5 * step * mu * nb:
-                        break
-                    step *= 0.5
+            # safeguard (nonlinear losses, noise): F may rise, but not by more than the
+            # current gap (which bounds F - F*); otherwise shorten the step
+            gap_abs = rgap * abs(F)
+            for _ in range(30):
+                Zt = Z + step * dZ
+                if self.value(Zt, u + step * du) <= F + gap_abs:
+                    break
+                step *= 0.5
+            else:
+                self.pd_failed = True
+                break
+            if step < 1e-4:
+                self.pd_failed = True
+                break
             self.u = u + step * du
             t = t + step * dt
             z = z + step * dz
@@ -1132,29 +1097,11 @@ class _WorkingSetSolver:
             else:
                 since_best += 1
                 if since_best >= patience:
-                    self.stalled = True
-                    rgap, self.u, Z = best
+                    self.pd_failed = True
                     break
         if rgap > best[0]:
             rgap, self.u, Z = best
         return Z, it, rgap
-
-    def cleanup(self, Z):
-        """Exact-zero clean-up: BCD steps on blocks whose block minimiser is zero."""
-        R = self.loss.gradient(Z, self.Y)
-        G = self.grads_w(R)
-        cand = []
-        a2 = self.alpha * self.alpha
-        for b in np.flatnonzero(self.u.any(axis=1)):
-            lam, Q = self._eig[self.pat[b]]
-            qb = G[b] - Q @ (self.beta * lam * (Q.T @ self.u[b]))
-            if qb @ qb <= a2:
-                cand.append(b)
-        if not cand:
-            return Z
-        cand = np.asarray(cand)
-        r = np.einsum("bd,bd->b", self.u[cand], self.u[cand])
-        return self.bcd_sweep(Z, cand[np.argsort(r)])
 
 
 def _sparsify(problem, S, U, Z, gap, tol, pat, out):
@@ -1200,9 +1147,24 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     chunk_bytes : int
         Memory bound of the temporaries (restricted design chunks).
     dense_flops : float, optional
-        Largest cost (multiply-adds) of forming and factorising a Newton system
-        densely; larger systems are solved by preconditioned CG.  Default:
-        ``max(3e9, 20 * full-gradient cost)``.
+        Cost (multiply-adds) up to which a Newton system is always factorised
+        directly (beyond it, only when cheaper than ~200 CG iterations);
+        ``0`` forces preconditioned CG.  Default ``max(3e9, 20 * full-gradient cost)``.
+    newton_flops : float
+        The first working set holds every violated block when a Newton
+        factorisation over that many blocks costs at most this.
+    kappa, center : float
+        Barrier fallback: ``mu`` is divided by ``kappa`` once the Newton decrement
+        satisfies ``lambda^2 <= 2 center |W| mu``.
+    max_dual_n : int
+        Largest ``n`` (``n c`` for the cross-entropy) for the sample-space
+        (Woodbury) Newton solves; ``0`` disables them.
+    method : {"pd", "barrier"}
+        Restricted solver: primal-dual interior point with barrier fallback, or
+        the barrier method alone.
+    verbose : int
+        1: one line per round; 2: per restricted iteration; 3: line searches,
+        linear-solver residuals.
 
     Returns
     -------
@@ -1254,7 +1216,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
         ncand = int(cand.sum())
         left_out = False
         if ncand:
-            n_add = max(n_init, n_cheap, int(in_W.sum()))
+            n_add = max(n_init, n_cheap, int(in_W.sum())) if alpha > 0 else P * c
             flat = np.flatnonzero(cand.ravel())
             if flat.size > n_add:
                 top = np.argpartition(-norms.ravel()[flat], n_add - 1)[:n_add]
@@ -1272,7 +1234,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
         S.set_working_set(pat, out, U[:, pat, out].T)
         # early rounds (working set still growing) are solved loosely
         target = inner_tol if not left_out else max(inner_tol, 0.1 * min(gap.relative_gap, 1.0))
-        Z, k, rgap = S.solve_restricted(Z, target, max_iter - n_iter, kappa=kappa, center=center,
+        Z, k, _ = S.solve_restricted(Z, target, max_iter - n_iter, kappa=kappa, center=center,
                                         method=method)
         n_iter += k
         n_outer += 1
