@@ -143,8 +143,11 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     n_gates : int, default=100
     bias : bool, default=True
     solver : {"auto", "fista", "al", "clarabel", "cvxpy"}, default="auto"
-        ``auto`` picks FISTA (gated) or the augmented Lagrangian (relu);
-        ``clarabel``/``cvxpy`` use the interior-point reference (needs ``cvxnn[cvx]``).
+        ``auto`` picks the native second-order working-set solvers (certified by
+        the full duality gap); ``fista`` is plain accelerated proximal gradient
+        (gated only), ``al`` the augmented Lagrangian (relu only);
+        ``clarabel``/``cvxpy`` use the interior-point reference through cvxpy
+        (needs ``cvxnn[cvx]``; small problems).
     tol : float, default=1e-6
         Target relative duality gap (and relative constraint violation for relu).
     max_iter : int, optional
@@ -236,10 +239,15 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
         used = "clarabel"
     elif formulation == "gated":
         U0 = None if warm_start is None else warm_start.get("U")
-        out = _solve_native_gated(problem, U0, tol, max_iter, verbose)
+        if solver == "fista":
+            from .solvers.gated import solve_gated_fista
+
+            out = solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)
+        else:
+            out = _solve_native_gated(problem, U0, tol, max_iter, verbose)
         U, gap, n_iter, converged, history = (out["U"], out["gap"], out["n_iter"],
                                               out["converged"], out["history"])
-        used = "fista"
+        used = "fista" if solver == "fista" else "working_set"
     else:
         Q0 = None
         if warm_start is not None and "V" in warm_start:
@@ -277,8 +285,9 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
 
 
 def _solve_native_gated(problem, U0, tol, max_iter, verbose):
-    # working-set second-order solver (barrier Newton + active-set Newton on a growing
-    # set of blocks, certified by the full duality gap); see solvers/working_set.py
+    # working-set second-order solver (primal-dual interior point with barrier fallback
+    # and an active-set Newton finish, on a growing set of blocks, certified by the
+    # full duality gap); see solvers/working_set.py.  max_iter bounds its Newton steps.
     from .solvers.working_set import solve_gated_working_set
 
     return solve_gated_working_set(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)

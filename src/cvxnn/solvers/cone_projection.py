@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["project_cones"]
+__all__ = ["project_cones", "multipliers_dense"]
 
 
 def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None):
@@ -108,8 +108,7 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
         try:
             r = np.linalg.solve(Gram, rhs)[..., 0]
         except np.linalg.LinAlgError:
-            r = np.linalg.lstsq(Gram.reshape(-1, d), rhs.reshape(-1), rcond=None)[0] if False else \
-                np.stack([np.linalg.lstsq(Gm, rh[:, 0], rcond=None)[0] for Gm, rh in zip(Gram, rhs)])
+            r = np.stack([np.linalg.lstsq(Gm, rh[:, 0], rcond=None)[0] for Gm, rh in zip(Gram, rhs)])
         r[~ua] = 0.0
         z = npv - (Na @ r[:, :, None])[..., 0]
         zz = np.einsum("bi,bi->b", z, npv)
