@@ -138,11 +138,15 @@ def main(argv=None):
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--al-iter", type=int, default=20000)
     ap.add_argument("--filter", default="", help="substring of 'name/loss/alpha' to select runs")
+    ap.add_argument("--table-only", action="store_true", help="print the table of the cached results")
     args = ap.parse_args(argv)
     solvers = args.only or list(SOLVERS)
     cache = {}
     if Path(args.out).exists():
         cache = json.loads(Path(args.out).read_text())
+    if args.table_only:
+        print_table(cache, args.tol)
+        return
     for name, loss, alpha in configs():
         key = f"{name}/{loss}/{alpha:g}"
         if args.filter and args.filter not in key:
@@ -154,17 +158,20 @@ def main(argv=None):
             cache.setdefault(key, {})[solver] = res
             print(json.dumps(res), flush=True)
             Path(args.out).write_text(json.dumps(cache, indent=1))
-    print_table(cache)
+    print_table(cache, args.tol)
 
 
 def _fmt(x, spec):
     return format(x, spec) if isinstance(x, (int, float)) else "-"
 
 
-def print_table(cache):
+def print_table(cache, tol=1e-6):
+    """``conv``: relative gap and relative violation both <= tol.  A point that violates
+    the cones can have an objective below the optimum and a zero "gap"; only ``conv``
+    rows are solutions."""
     print()
     head = (f"{'problem':28s} {'solver':9s} {'time[s]':>8s} {'objective':>16s} {'rel.gap':>9s} "
-            f"{'violation':>9s} {'active':>6s} {'time/ipm':>8s} {'obj-ipm (rel)':>13s}")
+            f"{'violation':>9s} {'conv':>4s} {'active':>6s} {'time/ipm':>8s} {'obj-ipm (rel)':>13s}")
     print(head)
     print("-" * len(head))
     ratios = {s: [] for s in SOLVERS}
@@ -181,8 +188,9 @@ def print_table(cache):
             dobj = (r["objective"] - base["objective"]) / abs(base["objective"]) if base else float("nan")
             if base and solver != "ipm":
                 ratios[solver].append(tr)
+            conv = "yes" if (r["rel_gap"] <= tol and r["violation"] <= tol) else "NO"
             print(f"{key:28s} {solver:9s} {r['time']:8.2f} {r['objective']:16.10f} {r['rel_gap']:9.1e} "
-                  f"{r['violation']:9.1e} {_fmt(r.get('n_active'), '6d'):>6s} {tr:8.1f} {dobj:13.1e}")
+                  f"{r['violation']:9.1e} {conv:>4s} {_fmt(r.get('n_active'), '6d'):>6s} {tr:8.1f} {dobj:13.1e}")
     print()
     for solver in ("al_basic", "clarabel"):
         if ratios[solver]:

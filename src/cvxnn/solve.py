@@ -145,7 +145,7 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     solver : {"auto", "fista", "al", "clarabel", "cvxpy"}, default="auto"
         ``auto`` picks the native second-order working-set solvers (certified by
         the full duality gap); ``fista`` is plain accelerated proximal gradient
-        (gated only), ``al`` the augmented Lagrangian (relu only);
+        (gated only), ``al`` the basic augmented Lagrangian (relu only; slow);
         ``clarabel``/``cvxpy`` use the interior-point reference through cvxpy
         (needs ``cvxnn[cvx]``; small problems).
     tol : float, default=1e-6
@@ -252,11 +252,16 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
         Q0 = None
         if warm_start is not None and "V" in warm_start:
             Q0 = np.stack([warm_start["V"], warm_start["W"]], axis=1)
-        out = _solve_native_relu(problem, Q0, tol, max_iter, verbose)
+        if solver == "al":
+            from .solvers.al import solve_relu_al_basic
+
+            out = solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
+        else:
+            out = _solve_native_relu(problem, Q0, tol, max_iter, verbose)
         Q, gap, n_iter, converged, history = (out["Q"], out["gap"], out["n_iter"],
                                               out["converged"], out["history"])
         violation = out["violation"]
-        used = "al"
+        used = "al" if solver == "al" else "ipm"
 
     if formulation == "gated":
         weights = {"U": U}
