@@ -200,3 +200,13 @@ def test_problem_objects_agree_with_network_recovery():
     U = res.weights["V"] - res.weights["W"]
     # the gated objective of V - W is no larger (triangle inequality)
     assert GatedReLUProblem(Xa, D, Y, loss, alpha).objective(U) <= res.objective * (1 + 1e-12)
+
+
+def test_infeasible_relu_iterate_gets_no_certificate():
+    X, y, loss, alpha = _problem("pollen")
+    with pytest.warns(Warning):
+        res = cvxnn.solve(X, y, alpha, formulation="relu", n_gates=10, random_state=0,
+                          solver="al", max_iter=50)
+    assert res.constraint_violation > 1e-6
+    assert np.isnan(res.gap) and np.isnan(res.relative_gap)
+    assert not res.converged

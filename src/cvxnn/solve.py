@@ -14,7 +14,7 @@ from ._data import augment, check_alpha, check_X, check_y, encode_targets
 from .losses import LOSSES
 from .network import network_from_gated, network_from_relu
 from .patterns import compute_masks, enumerate_patterns, sample_gates
-from .problems import GatedReLUProblem, ReLUProblem, group_norms
+from .problems import Gap, GatedReLUProblem, ReLUProblem, group_norms
 
 __all__ = ["solve", "SolveResult", "FORMULATIONS", "SOLVERS"]
 
@@ -36,7 +36,9 @@ class SolveResult:
         ``network.objective(X, y, alpha)``.
     gap, relative_gap : float
         Duality gap certificate ``objective - dual_bound`` and ``gap / objective``.
-        It certifies optimality over the patterns used (``certified_over``).
+        It certifies optimality over the patterns used (``certified_over``).  For
+        the relu formulation it is NaN when the cone constraints are violated by
+        more than ``tol`` (an infeasible point certifies nothing).
     certified_over : str
         ``"all activation patterns (enumerated)"`` when ``gates="enumerate"``,
         otherwise ``"the P sampled activation patterns"``: a program over sampled
@@ -263,6 +265,10 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
         violation = out["violation"]
         used = "al" if solver == "al" else "ipm"
 
+    if formulation == "relu" and violation > max(tol, 1e-8):
+        # an infeasible iterate can sit below the optimum: its gap certifies nothing
+        gap = Gap(gap.primal, gap.dual, float("nan"), float("nan"), gap.dual_scale)
+        converged = False
     if formulation == "gated":
         weights = {"U": U}
         network = network_from_gated(U, G, bias=bias, classes=classes, loss=loss)
