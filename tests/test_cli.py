@@ -63,7 +63,7 @@ def test_fit_bundled_dataset_save_and_predict(tmp_path, capsys):
                           "--random-state", "0", "--save", model)
     assert code == 0, err
     for key in ("dataset", "breast_cancer", "569 (426 train, 143 test), 30 features",
-                "formulation", "gated", "cross_entropy", "alpha", "objective",
+                "formulation", "gated", "logistic", "alpha", "objective",
                 "duality gap", "relative", "active neurons", "train accuracy",
                 "test accuracy", "time", str(model)):
         assert key in out, key

@@ -24,9 +24,8 @@ Usage::
     distinct values; otherwise it is a regression target.  Force either with
     ``--task classification`` / ``--task regression``.
 
-    Loss (``--loss``): ``cross_entropy`` by default for classification (binary
-    and multiclass; ``logistic`` is the binary alternative), ``squared`` for
-    regression.
+    Loss (``--loss``): by default ``logistic`` for binary classification,
+    ``cross_entropy`` for more classes, ``squared`` for regression.
 
     Standardization (``--standardize``, on by default): features are centred
     and scaled with the mean and standard deviation of the *training* split
@@ -215,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--formulation", choices=_FORMULATIONS, default="relu",
                      help="exact ReLU program or gated-ReLU relaxation (default: relu)")
     fit.add_argument("--loss", choices=_LOSSES, default=None,
-                     help="default: cross_entropy for classification, squared for regression")
+                     help="default: logistic for two classes, cross_entropy for more, "
+                     "squared for regression")
     fit.add_argument("--gates", type=_positive_int, default=100, metavar="N",
                      help="number of sampled gates / activation patterns (default: 100)")
     fit.add_argument("--test-size", type=_test_size, default=0.25, metavar="FRACTION",
@@ -559,7 +559,13 @@ def _cmd_fit(args) -> int:
         source = args.csv
     n, d = X.shape
     classification = task == "classification"
-    loss = args.loss or ("cross_entropy" if classification else "squared")
+    if args.loss:
+        loss = args.loss
+    elif classification:
+        # binary: one output and half the blocks of a two-class softmax
+        loss = "logistic" if len(np.unique(np.asarray(y).astype(str))) == 2 else "cross_entropy"
+    else:
+        loss = "squared"
     if not classification and loss != "squared":
         raise InputError(
             f"--loss {loss} is a classification loss but the task is regression "
