@@ -16,7 +16,6 @@ both linear-algebra back ends (dense and Woodbury) and the working-set mode.
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import numpy as np
@@ -29,7 +28,7 @@ from cvxnn.problems import ReLUProblem, group_norms
 from cvxnn.solvers.cone_projection import multipliers_dense, project_cones
 from cvxnn.solvers.relu_ipm import price_blocks, solve_relu_ipm
 
-from .conftest import DATA_DIR, standardize
+from .conftest import load_table as _table, standardize
 
 pytest.importorskip("cvxpy")
 from cvxnn.solvers.cvxpy_ref import solve_relu_cvxpy  # noqa: E402
@@ -40,16 +39,6 @@ TOL = 1e-6
 
 
 # --------------------------------------------------------------------------- data
-def _table(name):
-    if not (DATA_DIR / "load.py").exists():
-        pytest.skip("../shared/data is not available")
-    if str(DATA_DIR) not in sys.path:
-        sys.path.insert(0, str(DATA_DIR))
-    from load import load
-
-    return load(name)
-
-
 def _dataset(name, n, rng):
     if name == "pima":
         X, y = _table("pima")

@@ -115,7 +115,7 @@ def solve_relu_al_basic(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=200
     Gamma = np.zeros((n,) + problem.shape[1:])
     curv = problem.loss.curvature(n)
     delta = 10.0 * curv if delta0 is None else float(delta0)
-    base_L = estimate_lipschitz(problem_as_linear(problem), 1.0, problem.shape)
+    base_L = estimate_lipschitz(_ProductsMap(problem), 1.0, problem.shape)
     eps_inner = 1e-3
     total = 0
     history = []
@@ -167,7 +167,7 @@ def solve_relu_al_basic(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=200
             "n_outer": n_outer, "converged": converged, "history": history}
 
 
-class problem_as_linear:  # noqa: N801 - tiny adapter used for the step-size estimate
+class _ProductsMap:
     """View ``Q -> Xa Q`` of a ReLU problem as a linear map for power iteration."""
 
     def __init__(self, problem: ReLUProblem):
