@@ -97,8 +97,10 @@ class GatedReLUProblem:
 
     Parameters
     ----------
-    Xa : ndarray of shape (n, d)
-    D : ndarray of shape (n, P), bool
+    Xa : ndarray of shape (n, d), float64 or float32
+        The products (GEMMs) run in this precision; weights ``U`` are kept in it.
+        Predictions, losses and certificates are always evaluated in float64.
+    D : ndarray of shape (n, P), bool or uint8
     Y : ndarray of shape (n, c), encoded targets
     loss : str or Loss
     alpha : float
@@ -109,10 +111,27 @@ class GatedReLUProblem:
         self.loss = get_loss(loss)
         self.alpha = float(alpha)
         self.shape = (Xa.shape[1], D.shape[1], Y.shape[1])
+        self.n_samples = Xa.shape[0]
+        self.dtype = Xa.dtype
+
+    def zeros(self):
+        """All-zero weights of shape ``(d, P, c)`` in the working precision."""
+        return np.zeros(self.shape, dtype=self.dtype)
+
+    def asweights(self, U):
+        """``U`` as an array of the problem's shape and precision (a copy)."""
+        U = np.array(U, dtype=self.dtype)
+        if U.shape != self.shape:
+            raise ValueError(f"warm-start weights must have shape {self.shape}, got {U.shape}")
+        return U
+
+    def to_numpy(self, U):
+        """Weights as a float64 numpy array."""
+        return np.asarray(U, dtype=np.float64)
 
     # linear map x -> outputs and its adjoint (used by FISTA)
     def apply(self, U):
-        return forward(self.Xa, self.D, U)
+        return forward(self.Xa, self.D, U).astype(np.float64, copy=False)
 
     def adjoint(self, G):
         return adjoint(self.Xa, self.D, G)
@@ -124,7 +143,7 @@ class GatedReLUProblem:
         return self.loss.value_and_gradient(Z, self.Y)
 
     def penalty(self, U):
-        return self.alpha * float(group_norms(U).sum())
+        return self.alpha * float(group_norms(U).sum(dtype=np.float64))
 
     def prox(self, U, step):
         return group_soft_threshold(U, step * self.alpha)
@@ -135,18 +154,42 @@ class GatedReLUProblem:
         return self.smooth_value(Z) + self.penalty(U)
 
     def dual_norms(self, Theta):
-        """Block norms ``||Xa^T D_i Theta_k||``, shape ``(P, c)``."""
-        return group_norms(self.adjoint(Theta))
+        """Block norms ``||Xa^T D_i Theta_k||``, shape ``(P, c)``, float64."""
+        return group_norms(self.adjoint(Theta)).astype(np.float64, copy=False)
 
-    def gap(self, U, Z=None) -> Gap:
+    def gap(self, U, Z=None, with_norms=False):
+        """Duality gap at ``U``; with ``with_norms`` also the dual norms ``(P, c)``."""
         if Z is None:
             Z = self.apply(U)
         primal = self.objective(U, Z)
         Theta = -self.loss.gradient(Z, self.Y)
-        cmax = float(self.dual_norms(Theta).max(initial=0.0))
+        norms = self.dual_norms(Theta)
+        cmax = float(norms.max(initial=0.0))
         s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
         dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
-        return _make_gap(primal, dual, s)
+        gap = _make_gap(primal, dual, s)
+        return (gap, norms) if with_norms else gap
+
+    # pattern subsets (screening, working sets)
+    def restrict(self, idx):
+        """The same program on the patterns ``idx`` only (a new problem)."""
+        return GatedReLUProblem(self.Xa, self.D[:, idx], self.Y, self.loss, self.alpha)
+
+    def take(self, U, idx):
+        """Weights of the patterns ``idx``: ``U[:, idx]``."""
+        return U[:, idx]
+
+    def embed(self, U_sub, idx, n_patterns):
+        """Full weights with ``U_sub`` at the patterns ``idx`` and zeros elsewhere."""
+        U = np.zeros((U_sub.shape[0], n_patterns, U_sub.shape[2]), dtype=U_sub.dtype)
+        U[:, idx] = U_sub
+        return U
+
+    def block_frobenius(self):
+        """``||D_i Xa||_F`` per pattern, shape ``(P,)`` (for safe screening)."""
+        from .screening import block_frobenius_norms
+
+        return block_frobenius_norms(self.Xa, self.D)
 
 
 class ReLUProblem:

@@ -110,7 +110,8 @@ def _check_gates(gates, X, bias):
 
 def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n_gates=100,
           bias=True, solver="auto", tol=1e-6, max_iter=None, random_state=None, verbose=0,
-          classification=None, warm_start=None) -> SolveResult:
+          classification=None, warm_start=None, dtype="float64", device=None,
+          time_limit=None) -> SolveResult:
     """Train a two-layer ReLU network by solving its convex reformulation.
 
     Objective (one convention everywhere; ``c`` outputs, blocks per pattern and output)::
@@ -161,6 +162,19 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     warm_start : dict, optional
         Convex weights from a previous result with the same gates
         (``result.weights``).
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the products (GEMMs) and of the iterates.  ``"float32"``
+        halves memory and roughly doubles GEMM speed on large problems; it is
+        supported for the gated formulation (accelerated proximal gradient).  The
+        reported objective and certificate are always recomputed in float64.
+    device : str or torch.device, optional
+        Run the products with PyTorch on this device (``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``...); needs ``cvxnn[torch]``.  Gated formulation only.  ``None``
+        (default) uses numpy.
+    time_limit : float, optional
+        Wall-clock budget in seconds for the first-order solver (``solver="fista"``,
+        float32 or ``device``); it stops at the next gap check after the budget and
+        reports the gap reached.
 
     Returns
     -------
@@ -187,6 +201,18 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         raise ValueError("solver='fista' solves the gated program; use 'al' or 'auto' for formulation='relu'")
     if solver == "al" and formulation == "gated":
         raise ValueError("solver='al' solves the relu program; use 'fista' or 'auto' for formulation='gated'")
+    dtype = _check_dtype(dtype)
+    first_order = device is not None or dtype == "float32"
+    if first_order and (formulation != "gated" or solver not in ("auto", "fista")):
+        what = f"device={device!r}" if device is not None else "dtype='float32'"
+        raise ValueError(
+            f"{what} is supported for formulation='gated' with solver 'auto' or 'fista' "
+            f"(got formulation={formulation!r}, solver={solver!r}); use the default float64 "
+            "numpy backend for the relu program"
+        )
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
 
     Y, classes = encode_targets(y, loss, classification)
     X = X.astype(np.float64, copy=False)
@@ -206,12 +232,54 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         problem = GatedReLUProblem(Xa, D, Y, loss, alpha)
     else:
         problem = ReLUProblem(Xa, D, Y, loss, alpha)
+    if first_order:
+        solver = "fista"
 
     # small GEMMs run faster on one BLAS thread (threads spin and contend on 2-core machines)
     size = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1]
     with threadpool_limits(limits=1 if size <= SMALL_PROBLEM_SIZE else None, user_api="blas"):
+        if first_order:
+            return _solve_first_order(problem, G, D, loss, alpha, bias, tol, max_iter, verbose,
+                                      warm_start, classes, exact, t0, dtype, device, time_limit)
         return _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_iter,
-                      verbose, warm_start, classes, exact, t0)
+                      verbose, warm_start, classes, exact, t0, time_limit)
+
+
+def _check_dtype(dtype):
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    return name
+
+
+def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbose, warm_start,
+                       classes, exact, t0, dtype, device, time_limit):
+    """Gated program by FISTA in float32 and/or on a torch device; float64 certificate."""
+    from .solvers.gated import solve_gated_fista
+
+    Xa, Y = problem64.Xa, problem64.Y
+    if device is not None:
+        from .torch_backend import TorchGatedProblem
+
+        work = TorchGatedProblem(Xa, D, Y, loss, alpha, device=device, dtype=dtype)
+    elif dtype == "float32":
+        work = GatedReLUProblem(Xa.astype(np.float32), D, Y, loss, alpha)
+    else:
+        work = problem64
+    U0 = None if warm_start is None else warm_start.get("U")
+    big = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1] > 1e9
+    out = solve_gated_fista(work, U0, tol=tol, max_iter=max_iter, verbose=verbose,
+                            n_power=3 if big else 8, time_limit=time_limit)
+    U = work.to_numpy(out["U"])
+    # the certificate is always evaluated in float64 on the host
+    gap = out["gap"] if work is problem64 else problem64.gap(U)
+    converged = gap.relative_gap <= tol
+    return _finish("gated", U, gap, out["n_iter"], converged, out["history"], 0.0, G, loss,
+                   alpha, bias, classes, exact, tol, t0,
+                   "fista" if device is None else f"fista[torch:{work.device}]")
 
 
 #: problems with n * d * P * c at most this size are solved with one BLAS thread
@@ -219,7 +287,7 @@ SMALL_PROBLEM_SIZE = 50_000_000
 
 
 def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_iter, verbose,
-           warm_start, classes, exact, t0):
+           warm_start, classes, exact, t0, time_limit=None):
     Xa, Y = problem.Xa, problem.Y
     history: list = []
     violation = 0.0
@@ -244,7 +312,8 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
         if solver == "fista":
             from .solvers.gated import solve_gated_fista
 
-            out = solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)
+            out = solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose,
+                                    time_limit=time_limit)
         else:
             out = _solve_native_gated(problem, U0, tol, max_iter, verbose)
         U, gap, n_iter, converged, history = (out["U"], out["gap"], out["n_iter"],
@@ -264,7 +333,19 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
                                               out["converged"], out["history"])
         violation = out["violation"]
         used = "al" if solver == "al" else "ipm"
+    weights = U if formulation == "gated" else Q
+    return _finish(formulation, weights, gap, n_iter, converged, history, violation, G, loss,
+                   alpha, bias, classes, exact, tol, t0, used)
 
+
+def _finish(formulation, W, gap, n_iter, converged, history, violation, G, loss, alpha, bias,
+            classes, exact, tol, t0, used):
+    """Build the network and the :class:`SolveResult` from convex weights ``W``.
+
+    ``W`` is ``U`` of shape (d, P, c) for the gated program, ``Q`` of shape
+    (d, 2, P, c) for the ReLU program.
+    """
+    U = Q = W
     if formulation == "relu" and violation > max(tol, 1e-8):
         # an infeasible iterate can sit below the optimum: its gap certifies nothing
         gap = Gap(gap.primal, gap.dual, float("nan"), float("nan"), gap.dual_scale)

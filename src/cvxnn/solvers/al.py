@@ -115,7 +115,8 @@ def solve_relu_al_basic(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=200
     Gamma = np.zeros((n,) + problem.shape[1:])
     curv = problem.loss.curvature(n)
     delta = 10.0 * curv if delta0 is None else float(delta0)
-    base_L = estimate_lipschitz(_ProductsMap(problem), 1.0, problem.shape)
+    base_L = estimate_lipschitz(_ProductsMap(problem), 1.0,
+                               (problem.Xa.shape[0],) + problem.shape[1:])
     eps_inner = 1e-3
     total = 0
     history = []

@@ -22,7 +22,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["fista", "FistaState", "estimate_lipschitz"]
+__all__ = ["fista", "FistaState", "estimate_lipschitz", "inner"]
+
+
+def inner(a, b) -> float:
+    """``<a, b>`` in double precision for numpy arrays or torch tensors."""
+    if isinstance(a, np.ndarray):
+        if a.dtype != np.float64:
+            return float(np.dot(a.ravel().astype(np.float64), b.ravel().astype(np.float64)))
+        return float(np.vdot(a, b))
+    return float((a.double() * b.double()).sum())  # torch tensors
+
+
+def _eps(x) -> float:
+    """Machine epsilon of the iterate's floating type (numpy or torch)."""
+    if isinstance(x, np.ndarray):
+        return float(np.finfo(x.dtype).eps) if x.dtype.kind == "f" else float(np.finfo(float).eps)
+    import torch
+
+    return float(torch.finfo(x.dtype).eps)
 
 
 @dataclass
@@ -35,19 +53,23 @@ class FistaState:
     info: dict = field(default_factory=dict)
 
 
-def estimate_lipschitz(problem, curvature: float, shape, rng=None, n_power: int = 8) -> float:
-    """Power-iteration estimate of ``curvature * ||A||^2`` (a step-size hint)."""
+def estimate_lipschitz(problem, curvature: float, out_shape, rng=None, n_power: int = 8) -> float:
+    """Power-iteration estimate of ``curvature * ||A||^2`` (a step-size hint).
+
+    Starts from ``A^T r`` with ``r`` a random numpy array of ``out_shape`` (the
+    outputs' shape), so it works for any backend whose ``adjoint`` accepts numpy.
+    """
     rng = np.random.default_rng(0) if rng is None else rng
-    x = rng.standard_normal(shape)
-    x /= np.linalg.norm(x)
+    x = problem.adjoint(rng.standard_normal(out_shape))
     lam = 0.0
     for _ in range(n_power):
-        y = problem.adjoint(problem.apply(x))
-        lam = float(np.linalg.norm(y))
-        if lam == 0:
+        nx = np.sqrt(inner(x, x))
+        if nx == 0:
             return curvature
-        x = y / lam
-    return curvature * lam
+        y = problem.adjoint(problem.apply(x / nx))
+        lam = np.sqrt(inner(y, y))
+        x = y
+    return curvature * max(lam, 1e-300)
 
 
 def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
@@ -79,6 +101,8 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
         return state
     fy, gout = problem.smooth_value_and_gradient(out_y)
     gy = problem.adjoint(gout)
+    # the descent test tolerates rounding of the iterate's precision (float32 needs slack)
+    rel_slack = 1e-12 if _eps(x) < 1e-10 else 50 * _eps(x)
     k = 0
     while k < max_iter:
         k += 1
@@ -88,15 +112,15 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
             dx = x_new - y
             out_new = problem.apply(x_new)
             f_new = problem.smooth_value(out_new)
-            lin = float(np.vdot(gy, dx))
-            sq = float(np.vdot(dx, dx))
-            slack = 1e-12 * max(abs(fy), 1e-300)
+            lin = inner(gy, dx)
+            sq = inner(dx, dx)
+            slack = rel_slack * max(abs(fy), 1e-300)
             if f_new <= fy + lin + sq / (2 * step) + slack:
                 break
             step *= shrink
         curv_ok = sq > 0 and (f_new - fy - lin) * 2 * step * 5.0 < sq
         # momentum and restart
-        if restart and float(np.vdot(x_new - x, y - x_new)) > 0:
+        if restart and inner(x_new - x, y - x_new) > 0:
             t = 1.0
             y, out_y = x_new, out_new
         else:

@@ -1,0 +1,121 @@
+"""float32 kernels and the PyTorch backend agree with the float64 numpy solution."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import cvxnn
+from cvxnn._data import augment, encode_targets
+from cvxnn.operators import adjoint, forward
+from cvxnn.patterns import compute_masks, sample_gates
+from cvxnn.problems import GatedReLUProblem
+from tests.conftest import load_table, standardize
+
+
+def _small(name="pima", n=300):
+    X, y = load_table(name)
+    X = standardize(X)[:n]
+    return X, np.asarray(y)[:n]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_match_expanded_products(dtype):
+    rng = np.random.default_rng(0)
+    n, d, P, c = 57, 6, 9, 3
+    X = rng.standard_normal((n, d))
+    D = rng.random((n, P)) < 0.5
+    U = rng.standard_normal((d, P, c))
+    R = rng.standard_normal((n, c))
+    expanded = np.hstack([D[:, [i]] * X for i in range(P)])  # n x Pd reference only
+    Z_ref = expanded @ U.transpose(1, 0, 2).reshape(P * d, c)
+    G_ref = (expanded.T @ R).reshape(P, d, c).transpose(1, 0, 2)
+    for chunk in (1 << 22, 50):  # one chunk, and many row chunks
+        Z = forward(X.astype(dtype), D.astype(np.uint8), U, chunk_elements=chunk)
+        G = adjoint(X.astype(dtype), D, R, chunk_elements=chunk)
+        assert Z.dtype == dtype and G.dtype == dtype
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(Z, Z_ref, rtol=rtol, atol=rtol * np.abs(Z_ref).max())
+        np.testing.assert_allclose(G, G_ref, rtol=rtol, atol=rtol * np.abs(G_ref).max())
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_float32_solve_matches_float64(loss):
+    X, y = _small()
+    if loss == "squared":
+        y = np.where(y == y.max(), 1.0, -1.0)
+    kw = dict(formulation="gated", loss=loss, n_gates=40, random_state=0, alpha=1e-2,
+              classification=True)
+    ref = cvxnn.solve(X, y, tol=1e-8, **kw)
+    r32 = cvxnn.solve(X, y, dtype="float32", tol=1e-4, **kw)
+    assert r32.solver == "fista"
+    # the certificate is recomputed in float64 and bounds the true suboptimality
+    assert r32.relative_gap <= 1e-4
+    assert r32.objective - ref.objective <= r32.gap + 1e-9
+    assert abs(r32.objective - ref.objective) <= 1e-4 * ref.objective
+    assert r32.weights["U"].dtype == np.float64
+
+
+def test_dtype_and_device_errors():
+    X, y = _small(n=60)
+    with pytest.raises(ValueError, match="dtype"):
+        cvxnn.solve(X, y, dtype="float16", formulation="gated")
+    with pytest.raises(ValueError, match="float32"):
+        cvxnn.solve(X, y, dtype="float32", formulation="relu")
+    with pytest.raises(ValueError, match="time_limit"):
+        cvxnn.solve(X, y, formulation="gated", solver="fista", time_limit=-1)
+
+
+torch = pytest.importorskip("torch")
+
+
+def test_torch_problem_products_match_numpy():
+    X, y = _small(n=120)
+    Xa = augment(X, True)
+    G = sample_gates(X, 15, bias=True, random_state=1)
+    D = compute_masks(X, G, bias=True)
+    Y, _ = encode_targets(y, "cross_entropy", True)
+    from cvxnn.torch_backend import TorchGatedProblem
+
+    ref = GatedReLUProblem(Xa, D, Y, "cross_entropy", 1e-3)
+    tp = TorchGatedProblem(Xa, D, Y, "cross_entropy", 1e-3, device="cpu", dtype="float64",
+                           chunk_elements=100)  # many chunks
+    rng = np.random.default_rng(2)
+    U = rng.standard_normal(ref.shape)
+    R = rng.standard_normal((Xa.shape[0], Y.shape[1]))
+    np.testing.assert_allclose(tp.apply(tp.asweights(U)), ref.apply(U), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tp.to_numpy(tp.adjoint(R)), ref.adjoint(R), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tp.to_numpy(tp.prox(tp.asweights(U), 0.3)), ref.prox(U, 0.3),
+                               rtol=1e-12, atol=1e-14)
+    assert tp.objective(tp.asweights(U)) == pytest.approx(ref.objective(U), rel=1e-12)
+    assert tp.gap(tp.asweights(U)).gap == pytest.approx(ref.gap(U).gap, rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_cpu_solve_matches_numpy(dtype):
+    X, y = _small(n=250)
+    kw = dict(formulation="gated", loss="cross_entropy", n_gates=30, random_state=3, alpha=1e-2)
+    ref = cvxnn.solve(X, y, tol=1e-8, **kw)
+    tol = 1e-6 if dtype == "float64" else 1e-4
+    res = cvxnn.solve(X, y, tol=tol, device="cpu", dtype=dtype, **kw)
+    assert res.solver.startswith("fista[torch")
+    assert res.relative_gap <= tol
+    assert res.objective - ref.objective <= res.gap + 1e-9
+    assert res.objective == pytest.approx(ref.objective, rel=2 * tol)
+    np.testing.assert_array_equal(res.network.predict(X), res.network.predict(X))
+    assert (res.network.predict(X) == ref.network.predict(X)).mean() > 0.97
+
+
+def test_torch_warm_start_and_bad_device():
+    X, y = _small(n=150)
+    kw = dict(formulation="gated", n_gates=20, random_state=0, alpha=1e-2)
+    first = cvxnn.solve(X, y, tol=1e-6, **kw)
+    warm = cvxnn.solve(X, y, tol=1e-6, device="cpu", warm_start=first.weights, **kw)
+    assert warm.n_iter <= 10
+    with pytest.raises(ValueError, match="device"):
+        cvxnn.solve(X, y, device="nonsense", **kw)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            cvxnn.solve(X, y, device="cuda", **kw)
+    with pytest.raises(ValueError, match="device"):
+        cvxnn.solve(X, y, device="cpu", formulation="relu")
