@@ -275,7 +275,15 @@ def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbos
                             n_power=3 if big else 8, time_limit=time_limit)
     U = work.to_numpy(out["U"])
     # the certificate is always evaluated in float64 on the host
-    gap = out["gap"] if work is problem64 else problem64.gap(U)
+    if work is problem64:
+        gap = out["gap"]
+    else:
+        gap = problem64.gap(U)
+        if out.get("dual_point") is not None:  # re-verify the best dual point in float64
+            dual, _ = problem64.dual_value_at(out["dual_point"])
+            if dual > gap.dual:
+                gap = Gap(gap.primal, dual, max(gap.primal - dual, 0.0),
+                          max(gap.primal - dual, 0.0) / max(abs(gap.primal), 1e-300), gap.dual_scale)
     converged = gap.relative_gap <= tol
     return _finish("gated", U, gap, out["n_iter"], converged, out["history"], 0.0, G, loss,
                    alpha, bias, classes, exact, tol, t0,

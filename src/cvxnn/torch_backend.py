@@ -186,6 +186,17 @@ class TorchGatedProblem:
         gap = _make_gap(primal, dual, s)
         return (gap, norms) if with_norms else gap
 
+    def dual_value_at(self, Theta):
+        """Lower bound on the optimum from any dual candidate ``Theta`` (n, c).
+
+        ``Theta`` is scaled into the dual feasible set (one adjoint product);
+        returns ``(dual value, scaled Theta)``.
+        """
+        cmax = float(self.dual_norms(Theta).max(initial=0.0))
+        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
+        dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
+        return dual, s * Theta
+
     # ------------------------------------------------------------------ pattern subsets
     def restrict(self, idx):
         """The same program on the patterns ``idx`` (shares the device copy of ``Xa``)."""

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ..problems import GatedReLUProblem
+from ..problems import GatedReLUProblem, _make_gap
 from ..screening import gap_safe_screen
 from .fista import estimate_lipschitz, fista
 
@@ -56,8 +56,10 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     Returns
     -------
     dict with ``U`` (d, P, c), ``gap`` (:class:`~cvxnn.problems.Gap` of the full
-    problem), ``n_iter``, ``converged``, ``timed_out``, ``n_screened`` (patterns
-    removed) and ``history`` (list of ``(iter, seconds, relative_gap, objective)``).
+    problem; its dual bound is the best over all iterates), ``n_iter``,
+    ``converged``, ``timed_out``, ``n_screened`` (patterns removed), ``dual_point``
+    (the best dual feasible ``Theta``, numpy (n, c)) and ``history`` (list of
+    ``(iter, seconds, relative_gap, objective)``).
     """
     t0 = time.perf_counter()
     full = problem
@@ -71,11 +73,17 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     idx = np.arange(P)
     cur = full
     history = []
-    last = {"timed_out": False}
+    last = {"timed_out": False, "best_dual": -np.inf, "dual_point": None}
     offset = 0
 
     def check(Ux, Z, k):
         g, norms = cur.gap(Ux, Z, with_norms=True)
+        # any dual feasible point bounds the optimum: keep the best one seen
+        if g.dual > last["best_dual"]:
+            last["best_dual"] = g.dual
+            last["dual_point"] = -g.dual_scale * cur.loss.gradient(Z, cur.Y)
+        elif np.isfinite(last["best_dual"]):
+            g = _make_gap(g.primal, last["best_dual"], g.dual_scale)
         history.append((offset + k, time.perf_counter() - t0, g.relative_gap, g.primal))
         last["gap"] = g
         last["drop"] = None
@@ -117,6 +125,8 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     if cur is not full:
         U = full.embed(U, idx, P) if idx.size else full.zeros()
         gap = full.gap(U)
+        if last["best_dual"] > gap.dual:  # safe screening: same optimum, so the bound holds
+            gap = _make_gap(gap.primal, last["best_dual"], gap.dual_scale)
         if gap.relative_gap > tol and not last["timed_out"] and offset < max_iter:
             # the reduced certificate did not transfer (rare): finish on the full problem
             screen = False
@@ -129,4 +139,5 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     else:
         gap = last["gap"]
     return {"U": U, "gap": gap, "n_iter": offset, "converged": gap.relative_gap <= tol,
-            "history": history, "timed_out": last["timed_out"], "n_screened": P - idx.size}
+            "history": history, "timed_out": last["timed_out"], "n_screened": P - idx.size,
+            "dual_point": last["dual_point"]}
