@@ -98,8 +98,9 @@ class GatedReLUProblem:
     Parameters
     ----------
     Xa : ndarray of shape (n, d), float64 or float32
-        The products (GEMMs) run in this precision; weights ``U`` are kept in it.
-        Predictions, losses and certificates are always evaluated in float64.
+        The products (GEMMs) run in this precision; the weights ``U`` stay float64
+        (mixed precision), and predictions, losses and certificates are evaluated
+        in float64.
     D : ndarray of shape (n, P), bool or uint8
     Y : ndarray of shape (n, c), encoded targets
     loss : str or Loss
@@ -115,12 +116,16 @@ class GatedReLUProblem:
         self.dtype = Xa.dtype
 
     def zeros(self):
-        """All-zero weights of shape ``(d, P, c)`` in the working precision."""
-        return np.zeros(self.shape, dtype=self.dtype)
+        """All-zero weights of shape ``(d, P, c)``.
+
+        Iterates are kept in float64 even when the products run in float32 (mixed
+        precision): only the GEMM operands are rounded, not the accumulated iterates.
+        """
+        return np.zeros(self.shape)
 
     def asweights(self, U):
-        """``U`` as an array of the problem's shape and precision (a copy)."""
-        U = np.array(U, dtype=self.dtype)
+        """``U`` as a float64 array of the problem's shape (a copy)."""
+        U = np.array(U, dtype=np.float64)
         if U.shape != self.shape:
             raise ValueError(f"warm-start weights must have shape {self.shape}, got {U.shape}")
         return U

@@ -69,7 +69,8 @@ class TorchGatedProblem:
     alpha : float
     device : str or torch.device, default="cpu"
     dtype : {"float64", "float32"}, default="float64"
-        Precision of the products and of the weights on the device.
+        Precision of the products (GEMM operands); the weights ``U`` stay float64
+        on the device (mixed precision).
     chunk_elements : int, optional
         Bound on the number of entries of one temporary ``rows x P x c``
         (default ``2**22`` on CPU, ``2**27`` on CUDA).
@@ -97,14 +98,15 @@ class TorchGatedProblem:
         self._rows = max(1, min(n, int(chunk_elements) // max(width, 1)))
 
     # ------------------------------------------------------------------ weights
+    # weights stay float64 on the device; only the GEMM operands use ``dtype``
     def zeros(self):
-        return self.torch.zeros(self.shape, dtype=self.tdtype, device=self.device)
+        return self.torch.zeros(self.shape, dtype=self.torch.float64, device=self.device)
 
     def asweights(self, U):
         if isinstance(U, self.torch.Tensor):
-            U = U.detach().to(device=self.device, dtype=self.tdtype).clone()
+            U = U.detach().to(device=self.device, dtype=self.torch.float64).clone()
         else:
-            U = self.torch.as_tensor(np.array(U, dtype=np.float64), device=self.device).to(self.tdtype)
+            U = self.torch.as_tensor(np.array(U, dtype=np.float64), device=self.device)
         if tuple(U.shape) != self.shape:
             raise ValueError(f"warm-start weights must have shape {self.shape}, got {tuple(U.shape)}")
         return U
@@ -122,7 +124,7 @@ class TorchGatedProblem:
         """Predictions ``Z`` of shape ``(n, c)`` as a float64 numpy array."""
         torch = self.torch
         d, P, c = self.shape
-        U2 = U.reshape(d, P * c)
+        U2 = U.reshape(d, P * c).to(self.tdtype)
         Z = torch.empty((self.n_samples, c), dtype=self.tdtype, device=self.device)
         with torch.no_grad():
             for sl in self._chunks():
