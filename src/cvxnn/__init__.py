@@ -7,9 +7,11 @@ returns a duality-gap certificate.
 
 Main entry points: :func:`solve`, :class:`ConvexReLURegressor`,
 :class:`ConvexReLUClassifier`, :class:`TwoLayerReLU`, :func:`load`,
-:func:`sample_gates`, :func:`enumerate_patterns`.
+:func:`sample_gates`, :func:`enumerate_patterns`, :func:`decompose_solution` (gated
+solution to a ReLU network by cone decomposition).
 """
 
+from .cone_decomposition import ConeDecomposition, cone_decompose, decompose_solution
 from .network import GatedTwoLayerReLU, TwoLayerReLU, load
 from .patterns import arrangement_count, compute_masks, enumerate_patterns, sample_gates
 from .solve import SolveResult, solve
@@ -20,6 +22,7 @@ __all__ = [
     "solve", "SolveResult", "TwoLayerReLU", "GatedTwoLayerReLU", "load",
     "sample_gates", "enumerate_patterns", "compute_masks", "arrangement_count",
     "ConvexReLURegressor", "ConvexReLUClassifier",
+    "cone_decompose", "decompose_solution", "ConeDecomposition",
 ]
 
 

@@ -71,6 +71,18 @@ class SolveResult:
     dual_bound: float = float("nan")
     history: list = field(default_factory=list)
 
+    def to_relu(self, X, method="exact", **kwargs):
+        """ReLU network with the same training predictions, by cone decomposition.
+
+        Only for gated results.  ``method="exact"`` solves the per-pattern
+        min-norm program, ``"approximate"`` the one-sided penalty (CD-A); see
+        :func:`cvxnn.cone_decomposition.cone_decompose`.  Returns ``(network,
+        decomposition)``; ``decomposition.total_inflation`` is the norm growth.
+        """
+        from .cone_decomposition import decompose_solution
+
+        return decompose_solution(X, self, method=method, **kwargs)
+
     def __repr__(self) -> str:
         return (f"SolveResult(formulation={self.formulation!r}, loss={self.loss!r}, "
                 f"objective={self.objective:.8g}, relative_gap={self.relative_gap:.2e}, "
