@@ -128,7 +128,7 @@ def test_matches_clarabel(name):
     assert again.relative_gap == pytest.approx(gap.relative_gap, rel=1e-6, abs=1e-14)
     # bookkeeping
     assert out["n_iter"] >= 0 and out["n_grad_equiv"] > 0
-    assert out["history"] and all(len(h) == 3 for h in out["history"])
+    assert out["history"] and all(len(h) == 5 for h in out["history"])
     assert out["history"][-1][2] == pytest.approx(gap.relative_gap)
 
 

@@ -48,6 +48,9 @@ class SolveResult:
     gates : ndarray of shape (d_aug, P)
     constraint_violation : float
         Relative cone-constraint violation (0 for the gated program).
+    history : list of tuple
+        Convergence trace, one ``(iteration, seconds, relative_gap, objective,
+        constraint_violation)`` per certificate evaluation (empty for cvxpy).
     """
 
     network: object

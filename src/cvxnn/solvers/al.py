@@ -144,7 +144,7 @@ def solve_relu_al_basic(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=200
         Gamma = holder["ThetaC"]
         gap = problem.gap(Q, A=Gamma, Z=holder["Z"], refine_iter=20)
         viol = problem.violation(Q, holder["XQ"])
-        history.append((total, time.perf_counter() - t0, gap.relative_gap, viol))
+        history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
         if verbose:
             print(f"[relu al] outer {n_outer:3d} iters {total:6d} objective {gap.primal:.10g} "
                   f"rel. gap {gap.relative_gap:.3e} violation {viol:.3e} delta {delta:.3g}")

@@ -102,7 +102,9 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
     fy, gout = problem.smooth_value_and_gradient(out_y)
     gy = problem.adjoint(gout)
     # the descent test tolerates rounding of the iterate's precision (float32 needs slack)
-    rel_slack = 1e-12 if _eps(x) < 1e-10 else 50 * _eps(x)
+    pdt = getattr(problem, "dtype", None)  # precision of the products (may differ from x)
+    eps = float(np.finfo(pdt).eps) if pdt is not None else _eps(x)
+    rel_slack = 1e-12 if eps < 1e-10 else 50 * eps
     k = 0
     while k < max_iter:
         k += 1

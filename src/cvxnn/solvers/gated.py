@@ -59,7 +59,7 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     problem; its dual bound is the best over all iterates), ``n_iter``,
     ``converged``, ``timed_out``, ``n_screened`` (patterns removed), ``dual_point``
     (the best dual feasible ``Theta``, numpy (n, c)) and ``history`` (list of
-    ``(iter, seconds, relative_gap, objective)``).
+    ``(iter, seconds, relative_gap, objective, 0.0)``).
     """
     t0 = time.perf_counter()
     full = problem
@@ -84,7 +84,7 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
             last["dual_point"] = -g.dual_scale * cur.loss.gradient(Z, cur.Y)
         elif np.isfinite(last["best_dual"]):
             g = _make_gap(g.primal, last["best_dual"], g.dual_scale)
-        history.append((offset + k, time.perf_counter() - t0, g.relative_gap, g.primal))
+        history.append((offset + k, time.perf_counter() - t0, g.relative_gap, g.primal, 0.0))
         last["gap"] = g
         last["drop"] = None
         if verbose >= 2 or (verbose and (offset + k) % (check_every * 50) == 0):

@@ -1170,7 +1170,7 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         Theta = -problem.loss.gradient(Z, problem.Y)
         rho, idx, lam = price_blocks(problem, Theta, row_norms=row_norms)
         Qc, gap, viol, A = finish(Q, None, work, (np.arange(nb), idx, lam))
-        history.append((0, time.perf_counter() - t0, gap.relative_gap, viol))
+        history.append((0, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
         if verbose:
             print(f"[relu ipm] warm start: objective {gap.primal:.10g} rel. gap {gap.relative_gap:.3e} "
                   f"violation {viol:.3e}")
@@ -1260,7 +1260,7 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             Q, gap, viol, A = finish(Q, res["zL"], work, None, res["dual_norms"])
             if best.get("gap") is not None and best["gap"].relative_gap < gap.relative_gap:
                 Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
-        history.append((total, time.perf_counter() - t0, gap.relative_gap, viol))
+        history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
         if verbose:
             print(f"[relu ipm] full IPM: {res['n_iter']} iterations ({res['status']}) objective "
                   f"{gap.primal:.12g} rel. gap {gap.relative_gap:.3e} violation {viol:.3e} "
@@ -1307,7 +1307,7 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             Theta = -problem.loss.gradient(Z, problem.Y)
             rho_o, idx, lam = price_blocks(problem, Theta, others, row_norms=row_norms)
             Q, gap, viol, A = finish(Q, res["zL"], work, (others, idx, lam), res["dual_norms"])
-        history.append((total, time.perf_counter() - t0, gap.relative_gap, viol))
+        history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
         viol_mask = rho_o > alpha
         if verbose:
             print(f"[relu ipm] round {n_rounds:2d} |W| {work.size:4d} ipm {res['n_iter']:3d} ({res['status']}) "

@@ -1170,7 +1170,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     -------
     dict with ``U``, ``gap`` (:class:`~cvxnn.problems.Gap` of the full problem),
     ``n_iter``, ``n_outer``, ``n_grad_equiv``, ``converged`` and ``history``
-    (list of ``(iter, seconds, relative_gap)`` after each round).
+    (list of ``(iter, seconds, relative_gap, objective, 0.0)`` after each round).
     """
     t0 = time.perf_counter()
     d, P, c = problem.shape
@@ -1198,7 +1198,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
         Theta = -problem.loss.gradient(Z, problem.Y)
         norms = problem.dual_norms(Theta)  # (P, c)
         S.flops += fge
-        history.append((n_iter, time.perf_counter() - t0, gap.relative_gap))
+        history.append((n_iter, time.perf_counter() - t0, gap.relative_gap, gap.primal, 0.0))
         if verbose:
             print(f"[gated ws] round {n_outer:3d}  iter {n_iter:6d}  |W| {int(in_W.sum()):6d}  "
                   f"objective {gap.primal:.10g}  rel. gap {gap.relative_gap:.3e}")
