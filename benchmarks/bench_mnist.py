@@ -1,7 +1,9 @@
 """Full MNIST with the gated ReLU program: time to a relative duality gap, accuracy, memory.
 
-Problem: 60,000 x 784 training images (scaled to [0, 1], then (x - 0.1307) / 0.3081,
-the papers' normalisation), a bias column, P sampled Gaussian gates, 10 classes,
+Problem: 60,000 x 784 training images scaled to [0, 1], each pixel centred by its
+training mean (``--no-center`` keeps the papers' global normalisation
+``(x - 0.1307) / 0.3081``; centring lowers the top eigenvalue of ``Xa^T Xa / n`` from
+253 to 57 and so speeds up first-order methods), divided by 0.3081, a bias column, P sampled Gaussian gates, 10 classes,
 softmax cross-entropy, weight decay ``alpha``.  One gradient is ten
 ``n x d x P`` products; the script solves with ``cvxnn.solve(..., dtype=...)``
 (accelerated proximal gradient on GEMM kernels), stops at the target relative
@@ -34,14 +36,17 @@ import numpy as np
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def load_mnist():
+def load_mnist(center=False):
     sys.path.insert(0, str(DATA))
     from load import load
 
     X, y = load("mnist_train")
     Xt, yt = load("mnist_test")
-    X = ((np.asarray(X, dtype=np.float64) / 255.0) - 0.1307) / 0.3081
-    Xt = ((np.asarray(Xt, dtype=np.float64) / 255.0) - 0.1307) / 0.3081
+    X = np.asarray(X, dtype=np.float64) / 255.0
+    Xt = np.asarray(Xt, dtype=np.float64) / 255.0
+    mu = X.mean(axis=0) if center else 0.1307
+    X = (X - mu) / 0.3081
+    Xt = (Xt - mu) / 0.3081
     return X, np.asarray(y), Xt, np.asarray(yt)
 
 
@@ -69,6 +74,7 @@ def main(argv=None):
     ap.add_argument("--device", default=None)
     ap.add_argument("--n", type=int, default=None, help="use only the first n training images")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-center", action="store_true", help="global normalisation only")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -76,7 +82,7 @@ def main(argv=None):
     from cvxnn._data import augment
 
     t0 = time.perf_counter()
-    X, y, Xt, yt = load_mnist()
+    X, y, Xt, yt = load_mnist(center=not args.no_center)
     if args.n:
         X, y = X[: args.n], y[: args.n]
     load_s = time.perf_counter() - t0
@@ -87,11 +93,13 @@ def main(argv=None):
           f"dtype={args.dtype}: two GEMMs take {gemm:.3f} s", flush=True)
 
     t = time.perf_counter()
+    cpu0 = time.process_time()
     res = cvxnn.solve(X, y, args.alpha, formulation="gated", loss="cross_entropy",
                       n_gates=args.gates, random_state=args.seed, tol=args.tol,
                       dtype=args.dtype, device=args.device, time_limit=args.time_limit,
                       max_iter=100000, verbose=1)
     solve_s = time.perf_counter() - t
+    cpu_s = time.process_time() - cpu0
     train_acc = float(np.mean(res.network.predict(X) == y))
     test_acc = float(np.mean(res.network.predict(Xt) == yt))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -99,7 +107,9 @@ def main(argv=None):
         "n": int(X.shape[0]), "d": int(X.shape[1]), "P": args.gates, "classes": 10,
         "alpha": args.alpha, "dtype": args.dtype, "device": args.device or "numpy",
         "tol": args.tol, "time_limit_s": args.time_limit,
-        "solve_seconds": solve_s, "iterations": res.n_iter,
+        "solve_seconds": solve_s, "solve_cpu_seconds": cpu_s,
+        "load_average_1min": __import__("os").getloadavg()[0],
+        "centered": not args.no_center, "iterations": res.n_iter,
         "seconds_per_iteration": solve_s / max(res.n_iter, 1),
         "two_gemm_seconds": gemm,
         "iteration_over_gemm": solve_s / max(res.n_iter, 1) / gemm,
