@@ -92,7 +92,38 @@ def _best_dual(loss: Loss, Theta: np.ndarray, Y: np.ndarray, s_max: float) -> tu
     return loss.dual_value(s_max * Theta, Y), s_max
 
 
-class GatedReLUProblem:
+class _GatedCertificates:
+    """Duality-gap certificate of the gated program, shared by the numpy and torch backends.
+
+    Needs ``apply``, ``objective``, ``dual_norms``, ``loss``, ``Y`` and ``alpha``.
+    """
+
+    def gap(self, U, Z=None, with_norms=False):
+        """Duality gap at ``U``; with ``with_norms`` also the dual norms ``(P, c)``."""
+        if Z is None:
+            Z = self.apply(U)
+        primal = self.objective(U, Z)
+        Theta = -self.loss.gradient(Z, self.Y)
+        norms = self.dual_norms(Theta)
+        cmax = float(norms.max(initial=0.0))
+        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
+        dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
+        gap = _make_gap(primal, dual, s)
+        return (gap, norms) if with_norms else gap
+
+    def dual_value_at(self, Theta):
+        """Lower bound on the optimum from any dual candidate ``Theta`` (n, c).
+
+        ``Theta`` is scaled into the dual feasible set (one adjoint product);
+        returns ``(dual value, scaled Theta)``.
+        """
+        cmax = float(self.dual_norms(Theta).max(initial=0.0))
+        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
+        dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
+        return dual, s * Theta
+
+
+class GatedReLUProblem(_GatedCertificates):
     """The gated ReLU group lasso on fixed masks ``D`` (see module docstring).
 
     Parameters
@@ -161,30 +192,6 @@ class GatedReLUProblem:
     def dual_norms(self, Theta):
         """Block norms ``||Xa^T D_i Theta_k||``, shape ``(P, c)``, float64."""
         return group_norms(self.adjoint(Theta)).astype(np.float64, copy=False)
-
-    def gap(self, U, Z=None, with_norms=False):
-        """Duality gap at ``U``; with ``with_norms`` also the dual norms ``(P, c)``."""
-        if Z is None:
-            Z = self.apply(U)
-        primal = self.objective(U, Z)
-        Theta = -self.loss.gradient(Z, self.Y)
-        norms = self.dual_norms(Theta)
-        cmax = float(norms.max(initial=0.0))
-        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
-        dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
-        gap = _make_gap(primal, dual, s)
-        return (gap, norms) if with_norms else gap
-
-    def dual_value_at(self, Theta):
-        """Lower bound on the optimum from any dual candidate ``Theta`` (n, c).
-
-        ``Theta`` is scaled into the dual feasible set (one adjoint product);
-        returns ``(dual value, scaled Theta)``.
-        """
-        cmax = float(self.dual_norms(Theta).max(initial=0.0))
-        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
-        dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
-        return dual, s * Theta
 
     # pattern subsets (screening, working sets)
     def restrict(self, idx):

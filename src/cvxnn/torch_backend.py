@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .losses import get_loss
-from .problems import _best_dual, _make_gap
+from .problems import _GatedCertificates
 
 __all__ = ["TorchGatedProblem", "import_torch", "resolve_device"]
 
@@ -57,7 +57,7 @@ def resolve_device(device):
 _TORCH_DTYPES = {"float32": "float32", "float64": "float64"}
 
 
-class TorchGatedProblem:
+class TorchGatedProblem(_GatedCertificates):
     """The gated ReLU group lasso with torch products (see module docstring).
 
     Parameters
@@ -174,30 +174,6 @@ class TorchGatedProblem:
     def dual_norms(self, Theta):
         """Block norms ``||Xa^T D_i Theta_k||`` as a float64 numpy array of shape ``(P, c)``."""
         return self.group_norms(self.adjoint(Theta)).to("cpu", self.torch.float64).numpy()
-
-    def gap(self, U, Z=None, with_norms=False):
-        """Duality gap at ``U`` (same certificate as the numpy backend)."""
-        if Z is None:
-            Z = self.apply(U)
-        primal = self.objective(U, Z)
-        Theta = -self.loss.gradient(Z, self.Y)
-        norms = self.dual_norms(Theta)
-        cmax = float(norms.max(initial=0.0))
-        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
-        dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
-        gap = _make_gap(primal, dual, s)
-        return (gap, norms) if with_norms else gap
-
-    def dual_value_at(self, Theta):
-        """Lower bound on the optimum from any dual candidate ``Theta`` (n, c).
-
-        ``Theta`` is scaled into the dual feasible set (one adjoint product);
-        returns ``(dual value, scaled Theta)``.
-        """
-        cmax = float(self.dual_norms(Theta).max(initial=0.0))
-        s_max = 1.0 if cmax <= self.alpha else self.alpha / cmax
-        dual, s = _best_dual(self.loss, Theta, self.Y, s_max)
-        return dual, s * Theta
 
     # ------------------------------------------------------------------ pattern subsets
     def restrict(self, idx):
