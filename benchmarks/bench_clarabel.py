@@ -465,11 +465,16 @@ def print_table(records, out=sys.stdout):
         rcpu = "-" if r.get("ratio_cpu") is None else mk + f"{r['ratio_cpu']:.1f}"
         rwall = "-" if r.get("ratio_wall") is None else mk + f"{r['ratio_wall']:.1f}"
         agree = {True: "yes", False: "NO", None: "-"}[r.get("obj_agree")]
+        gap = _f(r.get("cvxnn_rel_gap"), "8.1e")
+        if r.get("cvxnn_converged") is False:
+            gap = gap.strip() + "!"
         print(f"{r['data'][:22]:22s} {r['n']:6d} {r['d']:4d} {r['P']:4d} {r['loss']:8s} "
               f"{r['alpha']:6.0e} {r['formulation']:5s} | {vcpu} {vwall} "
-              f"{_f(r.get('cvxnn_rel_gap'), '8.1e'):>8s} {_f(r.get('cvxnn_violation'), '8.1e'):>8s} | "
+              f"{gap:>8s} {_f(r.get('cvxnn_violation'), '8.1e'):>8s} | "
               f"{ccpu} {cwall} {st[:18]:>18s} | {rcpu:>9s} {rwall:>8s} "
               f"{_f(r.get('obj_rel_diff'), '12.1e'):>12s} {agree:>5s}", file=out)
+    print("(! = cvxnn stopped without reaching tol; >= / <= = lower / upper bound; "
+          "times in seconds, ratios clarabel / cvxnn)", file=out)
     print(file=out)
     summary = {}
     for form in FORMULATIONS:
