@@ -51,9 +51,11 @@ _CHECK_KW = dict(n_gates=20, alpha=1e-2, random_state=0)
 
 @parametrize_with_checks(
     [
-        ConvexReLURegressor(tol=1e-3, max_iter=200, **_CHECK_KW),
+        ConvexReLURegressor(tol=1e-3, max_iter=200, patterns="sampled", **_CHECK_KW),
+        ConvexReLURegressor(tol=1e-3, max_iter=200,
+                            search_options={"max_unit_rounds": 3, "max_rounds": 1}, **_CHECK_KW),
         ConvexReLURegressor(formulation="gated", tol=1e-4, max_iter=300, **_CHECK_KW),
-        ConvexReLUClassifier(tol=1e-3, max_iter=200, **_CHECK_KW),
+        ConvexReLUClassifier(tol=1e-3, max_iter=200, patterns="sampled", **_CHECK_KW),
         ConvexReLUClassifier(formulation="gated", loss="logistic", tol=1e-4, max_iter=300,
                              **_CHECK_KW),
         ConvexReLUClassifier(formulation="gated", loss="squared", tol=1e-4, max_iter=300,

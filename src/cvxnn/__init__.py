@@ -8,12 +8,17 @@ returns a duality-gap certificate.
 Main entry points: :func:`solve`, :class:`ConvexReLURegressor`,
 :class:`ConvexReLUClassifier`, :class:`TwoLayerReLU`, :func:`load`,
 :func:`sample_gates`, :func:`enumerate_patterns`, :func:`decompose_solution` (gated
-solution to a ReLU network by cone decomposition).
+solution to a ReLU network by cone decomposition), :func:`certify` (optimality
+certificate of any ReLU network), :func:`cutting_plane` / :func:`polish`
+(pattern search with the dual separation oracle).
 """
 
+from .certify import Certificate, certify
 from .cone_decomposition import ConeDecomposition, cone_decompose, decompose_solution
 from .network import GatedTwoLayerReLU, TwoLayerReLU, load
+from .oracle import OracleResult, separation_oracle
 from .patterns import arrangement_count, compute_masks, enumerate_patterns, sample_gates
+from .search import cutting_plane, polish
 from .solve import SolveResult, solve
 
 __version__ = "0.1.0"
@@ -23,6 +28,7 @@ __all__ = [
     "sample_gates", "enumerate_patterns", "compute_masks", "arrangement_count",
     "ConvexReLURegressor", "ConvexReLUClassifier",
     "cone_decompose", "decompose_solution", "ConeDecomposition",
+    "certify", "Certificate", "cutting_plane", "polish", "separation_oracle", "OracleResult",
 ]
 
 

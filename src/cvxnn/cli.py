@@ -218,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "squared for regression")
     fit.add_argument("--gates", type=_positive_int, default=100, metavar="N",
                      help="number of sampled gates / activation patterns (default: 100)")
+    fit.add_argument("--patterns", choices=("auto", "search", "sampled", "enumerate"),
+                     default="auto",
+                     help="activation patterns: 'search' adds the patterns of units that "
+                     "violate the dual constraint (default for relu), 'sampled' keeps the "
+                     "--gates sampled ones, 'enumerate' uses all (small rank only) "
+                     "(default: auto)")
+    fit.add_argument("--search-time", type=_positive_float, default=None, metavar="SECONDS",
+                     help="time budget of the pattern search (default: none)")
     fit.add_argument("--test-size", type=_test_size, default=0.25, metavar="FRACTION",
                      help="fraction held out for testing, 0 for none (default: 0.25)")
     fit.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True,
@@ -618,7 +626,9 @@ def _cmd_fit(args) -> int:
     est = Est(
         alpha=args.alpha, formulation=args.formulation, loss=loss, n_gates=args.gates,
         bias=args.bias, solver=args.solver, tol=args.tol, max_iter=args.max_iter,
-        random_state=args.random_state, verbose=args.verbose,
+        random_state=args.random_state, verbose=args.verbose, patterns=args.patterns,
+        search_options=(None if args.search_time is None or args.patterns not in ("auto", "search")
+                        else {"time_limit": args.search_time}),
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -667,7 +677,10 @@ def _cmd_fit(args) -> int:
         "n_iter": est.n_iter_,
         "n_active": est.n_active_,
         "n_neurons": est.n_neurons_,
-        "certified_over": f"the {est.gates_.shape[1]} sampled activation patterns (not all patterns)",
+        "certified_over": est.certified_over_,
+        "search": None if est.search_ is None else {
+            k: est.search_[k] for k in ("relative_gap", "lower_bound", "exact", "stopped",
+                                        "n_patterns", "time") if k in est.search_},
         "score": "accuracy" if classification else "r2",
         "train_score": train_score,
         "test_score": test_score,
@@ -708,6 +721,12 @@ def _print_report(r: dict) -> None:
         ("converged", f"{'yes' if r['converged'] else 'no'} ({r['n_iter']} iterations)"),
         ("certified over", r["certified_over"]),
     ]
+    if r.get("search"):
+        srch = r["search"]
+        kind = "certified" if srch.get("exact") else "estimated, heuristic oracle"
+        lines.append(("pattern search", f"{srch.get('n_patterns')} patterns, stopped: "
+                                        f"{srch.get('stopped')}; gap to all patterns "
+                                        f"{num(srch.get('relative_gap'), '.2e')} ({kind})"))
     if r["formulation"] == "relu":
         lines.append(("constraint violation", f"{num(r['constraint_violation'], '.3e')} "
                                               "(relative, cone constraints)"))

@@ -115,6 +115,8 @@ class _ConvexReLUBase(BaseEstimator):
             random_state=self.random_state,
             verbose=int(self.verbose),
             classification=classification,
+            patterns=self.patterns,
+            search_options=self.search_options,
         )
         self.network_ = result.network
         self.objective_ = float(result.objective)
@@ -129,6 +131,8 @@ class _ConvexReLUBase(BaseEstimator):
         self.constraint_violation_ = (
             None if result.constraint_violation is None else float(result.constraint_violation)
         )
+        self.certified_over_ = result.certified_over
+        self.search_ = result.search
         return result
 
     def _outputs(self, X) -> np.ndarray:
@@ -178,6 +182,14 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         Seed of the gate sampling; the same seed gives the same model.
     verbose : int, default=0
         Verbosity of the solver.
+    patterns : {"auto", "search", "sampled", "enumerate"}, default="auto"
+        Activation patterns of the program (see :func:`cvxnn.solve`): ``"auto"``
+        searches patterns with the dual separation oracle for the relu
+        formulation (the best network the search finds, certified over all
+        patterns when the oracle is exact) and uses the sampled gates for the
+        gated one.
+    search_options : dict or None, default=None
+        Options of the pattern search (:func:`cvxnn.cutting_plane`).
 
     Attributes
     ----------
@@ -204,6 +216,10 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         Wall-clock seconds spent in the solver.
     constraint_violation_ : float or None
         Largest violation of the cone constraints (ReLU formulation).
+    certified_over_ : str
+        What the gap certifies (all patterns, or the sampled/searched ones).
+    search_ : dict or None
+        Pattern-search record (rounds, bound over all patterns, stop reason).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -237,6 +253,8 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         max_iter=None,
         random_state=None,
         verbose=0,
+        patterns="auto",
+        search_options=None,
     ):
         self.alpha = alpha
         self.formulation = formulation
@@ -248,6 +266,8 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         self.max_iter = max_iter
         self.random_state = random_state
         self.verbose = verbose
+        self.patterns = patterns
+        self.search_options = search_options
 
     def fit(self, X, y):
         """Fit the network by solving the convex program.
@@ -332,6 +352,14 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexReLUBase):
         Seed of the gate sampling.
     verbose : int, default=0
         Verbosity of the solver.
+    patterns : {"auto", "search", "sampled", "enumerate"}, default="auto"
+        Activation patterns of the program (see :func:`cvxnn.solve`): ``"auto"``
+        searches patterns with the dual separation oracle for the relu
+        formulation (the best network the search finds, certified over all
+        patterns when the oracle is exact) and uses the sampled gates for the
+        gated one.
+    search_options : dict or None, default=None
+        Options of the pattern search (:func:`cvxnn.cutting_plane`).
 
     Attributes
     ----------
@@ -369,6 +397,8 @@ gates_, fit_time_, constraint_violation_, n_features_in_, feature_names_in_
         max_iter=None,
         random_state=None,
         verbose=0,
+        patterns="auto",
+        search_options=None,
     ):
         self.alpha = alpha
         self.formulation = formulation
@@ -380,6 +410,8 @@ gates_, fit_time_, constraint_violation_, n_features_in_, feature_names_in_
         self.max_iter = max_iter
         self.random_state = random_state
         self.verbose = verbose
+        self.patterns = patterns
+        self.search_options = search_options
 
     def fit(self, X, y):
         """Fit the network by solving the convex program.

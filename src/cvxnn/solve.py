@@ -51,6 +51,9 @@ class SolveResult:
     history : list of tuple
         Convergence trace, one ``(iteration, seconds, relative_gap, objective,
         constraint_violation)`` per certificate evaluation (empty for cvxpy).
+    search : dict or None
+        Pattern-search record (``patterns="search"``): rounds, the bound over
+        all patterns and whether it is certified; see :func:`cvxnn.cutting_plane`.
     """
 
     network: object
@@ -73,6 +76,7 @@ class SolveResult:
     constraint_violation: float = 0.0
     dual_bound: float = float("nan")
     history: list = field(default_factory=list)
+    search: dict | None = None
 
     def to_relu(self, X, method="exact", **kwargs):
         """ReLU network with the same training predictions, by cone decomposition.
@@ -126,7 +130,7 @@ def _check_gates(gates, X, bias):
 def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n_gates=100,
           bias=True, solver="auto", tol=1e-6, max_iter=None, random_state=None, verbose=0,
           classification=None, warm_start=None, dtype="float64", device=None,
-          time_limit=None) -> SolveResult:
+          time_limit=None, patterns="auto", search_options=None) -> SolveResult:
     """Train a two-layer ReLU network by solving its convex reformulation.
 
     Objective (one convention everywhere; ``c`` outputs, blocks per pattern and output)::
@@ -189,7 +193,20 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     time_limit : float, optional
         Wall-clock budget in seconds for the first-order solver (``solver="fista"``,
         float32 or ``device``); it stops at the next gap check after the budget and
-        reports the gap reached.
+        reports the gap reached.  With ``patterns="search"`` it bounds the search.
+    patterns : {"auto", "search", "sampled", "enumerate"}, default="auto"
+        Which activation patterns the program uses.  ``"search"`` starts from the
+        sampled (or given) gates and adds the patterns of units that violate the
+        dual constraint (:func:`cvxnn.cutting_plane`), so the network is optimal
+        over all patterns when the oracle is exact (data of small rank) and the
+        best the search finds otherwise; ``"sampled"`` uses the sampled or given
+        gates only; ``"enumerate"`` every pattern (small rank only; same as
+        ``gates="enumerate"``).  ``"auto"`` is ``"search"`` for the relu
+        formulation with sampled gates, and ``"sampled"`` otherwise (the gated
+        program, given gates, float32 or a device).
+    search_options : dict, optional
+        Extra keyword arguments for :func:`cvxnn.cutting_plane` (``max_rounds``,
+        ``max_patterns``, ``oracle``, ``max_add``...).
 
     Returns
     -------
@@ -228,6 +245,35 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     if time_limit is not None:
         if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
             raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
+
+    patterns = _check_choice(patterns, "patterns", ("auto", "search", "sampled", "enumerate"))
+    if patterns == "enumerate":
+        if gates is not None and not (isinstance(gates, str) and gates == "enumerate"):
+            raise ValueError("patterns='enumerate' and explicit gates are exclusive; pass one")
+        gates = "enumerate"
+    if patterns == "auto":
+        patterns = ("search" if formulation == "relu" and gates is None and dtype == "float64"
+                    and device is None and solver == "auto" else "sampled")
+    if patterns == "search":
+        if isinstance(gates, str):
+            raise ValueError("patterns='search' starts from sampled or given gates, not "
+                             f"gates={gates!r}")
+        if first_order:
+            raise ValueError("patterns='search' runs on the float64 numpy backend")
+        if warm_start is not None:
+            raise ValueError("warm_start needs patterns='sampled' with the same gates "
+                             "(the search chooses its own patterns)")
+        from .search import cutting_plane
+
+        opts = dict(search_options or {})
+        if time_limit is not None:
+            opts.setdefault("time_limit", time_limit)
+        return cutting_plane(X, y, alpha, formulation=formulation, loss=loss, gates=gates,
+                             n_gates=n_gates, bias=bias, solver=solver, tol=tol, max_iter=max_iter,
+                             random_state=random_state, verbose=verbose,
+                             classification=classification, **opts)
+    elif search_options is not None:
+        raise ValueError("search_options is only used with patterns='search'")
 
     Y, classes = encode_targets(y, loss, classification)
     X = X.astype(np.float64, copy=False)
