@@ -202,7 +202,7 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
                   max_patterns=2000, time_limit=None, patience=2, n_starts=64, solver="auto",
                   max_iter=None, random_state=None, verbose=0, classification=None,
                   unit_phase=True, max_unit_rounds=30, units=None, max_block_patterns=200,
-                  block_stall=1e-5):
+                  max_block_size=3_000_000, block_stall=1e-5):
     """Solve the convex program with activation patterns found by the separation oracle.
 
     Parameters
@@ -247,6 +247,8 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
         rounds) only when the units use at most this many patterns; otherwise
         the unit network is returned with the certificate of the block program
         evaluated at it (the block solves grow as ``P^2`` to ``P^3``).
+    max_block_size : int, default=3,000,000
+        The same rule on ``n * P * d_aug * c``.
     units : tuple (U, W), optional
         Initial units for the unit phase: directions ``U`` (d_aug, m) and
         output weights ``W`` (m, c) (``W`` scaled by the norms of ``U``'s
@@ -334,7 +336,9 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
     exact_all = True
     res = None
     for it in range(max_rounds):
-        if warm is not None and it == 0 and G.shape[1] > max_block_patterns:
+        too_big = (G.shape[1] > max_block_patterns
+                   or X.shape[0] * G.shape[1] * Xa.shape[1] * Y.shape[1] > max_block_size)
+        if warm is not None and it == 0 and too_big:
             # too many patterns for the block program: keep the unit network
             res = _result_from_units(X, Y, G, warm, lossf, loss, alpha, bias, tol, t0,
                                      encode_targets(y, loss, classification)[1], len(rounds))
@@ -411,7 +415,8 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
         res.search = {"rounds": rounds, "lower_bound": last["lower_bound"],
                       "relative_gap": last["relative_gap"], "exact": bool(last["exact"]),
                       "stopped": f"units ({stop_units}); block program skipped: "
-                                 f"{G.shape[1]} patterns > max_block_patterns",
+                                 f"{G.shape[1]} patterns exceed max_block_patterns or "
+                                 "max_block_size",
                       "n_patterns": int(G.shape[1]), "oracle": oracle,
                       "time": time.perf_counter() - t0}
         res.time = res.search["time"]
