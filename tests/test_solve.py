@@ -78,7 +78,8 @@ PROBLEMS = ["diabetes", "diabetes_badly_scaled", "pollen", "pima_logistic",
 def test_native_solver_matches_clarabel(name, formulation):
     X, y, loss, alpha = _problem(name)
     n_gates = 12 if formulation == "relu" else 20
-    kw = dict(formulation=formulation, loss=loss, n_gates=n_gates, random_state=3)
+    kw = dict(formulation=formulation, loss=loss, n_gates=n_gates, random_state=3,
+              patterns="sampled")
     ref = cvxnn.solve(X, y, alpha, solver="clarabel", tol=1e-4, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the native solver must converge

@@ -424,24 +424,53 @@ class _NewtonSystem:
             x[pb] = sig[pb, None] * (yc - a)
         return x
 
-    def solve(self, r, n_refine=6, rtol=1e-11):
+    def solve(self, r, n_refine=6, rtol=1e-11, max_cg=40):
+        """Solve ``K x = r`` by conjugate gradients preconditioned with the factorisation.
+
+        The factorisation (dense Cholesky or Woodbury, with a small static
+        regularisation) is nearly exact, so a few preconditioned CG steps with the
+        exact operator reach ``rtol`` (relative, max-norm).  Unlike plain iterative
+        refinement, CG keeps converging when the interior-point blocks become very
+        ill-conditioned near the optimum (where the preconditioner is only accurate
+        to a few digits).  ``n_refine`` is kept for compatibility (``0``: no
+        correction at all).
+        """
         x = self._precond(r)
-        rn = float(np.abs(r).max(initial=0.0))
-        hist = []
-        best_e, best_x = np.inf, x
-        for _ in range(n_refine):
-            res = r - self.K_apply(x)
-            e = float(np.abs(res).max(initial=0.0))
-            hist.append(e / max(rn, 1e-300))
-            if e < best_e:
-                best_e, best_x = e, x
-            if e <= rtol * max(rn, 1e-300) or (len(hist) > 1 and e > 0.3 * hist[-2] * rn):
-                break
-            x = x + self._precond(res)
+        rn = max(float(np.abs(r).max(initial=0.0)), 1e-300)
+        if n_refine <= 0:
+            return x
+        res = r - self.K_apply(x)
+        e = float(np.abs(res).max(initial=0.0))
+        hist = [e / rn]
+        best_e, best_x = e, x
+        if e > rtol * rn:
+            z = self._precond(res)
+            p = z
+            rz = float(np.vdot(res, z))
+            for it in range(max_cg):
+                Kp = self.K_apply(p)
+                pKp = float(np.vdot(p, Kp))
+                if not (pKp > 0 and rz > 0 and np.isfinite(pKp)):
+                    break
+                a = rz / pKp
+                x = x + a * p
+                res = res - a * Kp
+                if it % 8 == 7:
+                    res = r - self.K_apply(x)       # limit the drift of the recursive residual
+                e = float(np.abs(res).max(initial=0.0))
+                hist.append(e / rn)
+                if e < best_e:
+                    best_e, best_x = e, x
+                if e <= rtol * rn:
+                    break
+                z = self._precond(res)
+                rz_new = float(np.vdot(res, z))
+                p = z + (rz_new / rz) * p
+                rz = rz_new
         x = best_x
         if self.debug:
             res = r - self.K_apply(x)
-            hist.append(float(np.abs(res).max(initial=0.0)) / max(rn, 1e-300))
+            hist.append(float(np.abs(res).max(initial=0.0)) / rn)
             print("        kkt solve residuals", " ".join(f"{h:.1e}" for h in hist))
         return x
 
@@ -582,7 +611,9 @@ class RestrictedIPM:
         good = None
         status = "max_iter"
         it = 0
+        t_start = time.process_time()
         for it in range(1, max_iter + 1):
+            it_time = (time.process_time() - t_start) / max(it - 1, 1)
             XQ = self.products(q)
             Z = self.predictions(XQ)
             fval, GZ = loss.value_and_gradient(Z, Y)
@@ -616,7 +647,11 @@ class RestrictedIPM:
                 break
             if polish is not None and relgap <= polish_from and pinf <= 1e-3:
                 polish_from = relgap * 0.1
-                if polish({"q": q, "tau": tau, "sL": sL, "zL": zL, "zC": zC, "relgap": relgap}):
+                t_pol = time.process_time()
+                ok_pol = polish({"q": q, "tau": tau, "sL": sL, "zL": zL, "zC": zC, "relgap": relgap,
+                                 "it_time": it_time})
+                t_start += time.process_time() - t_pol      # keep the iteration time clean
+                if ok_pol:
                     status = "polished"
                     break
             if verbose >= 2 and cert is not None:
@@ -768,7 +803,7 @@ class RestrictedIPM:
             # numerical trouble: fall back to the last well-behaved iterate
             q, tau, sL, zL, zC = good["q"], good["tau"], good["sL"], good["zL"], good["zC"]
         if polish is not None and status not in ("polished",) and good is not None:
-            if polish(dict(good)):
+            if polish(dict(good, it_time=None)):
                 status = "polished"
         XQ = self.products(q)
         Z = self.predictions(XQ)
@@ -780,20 +815,35 @@ class RestrictedIPM:
 
 
 # ----------------------------------------------------------------- pricing / certificate
-def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None):
+def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None, screen=None):
     """Exact dual norms ``rho_b = ||proj_{K_i}(+-Xa^T D_i Theta_k)||`` and their multipliers.
 
     Returns ``rho`` (nb,), ``idx`` and ``lam`` (d, nb) as from :func:`project_cones`, for the
     flat block ids ``blocks`` (default: all ``2 P c`` blocks, in ``(2, P, c)`` order).
+    With ``screen`` (a threshold), blocks with ``||g_b|| <= screen`` are not projected:
+    their ``rho`` is the upper bound ``||g_b||`` and their multipliers are zero (which
+    is then a valid choice, with dual norm ``||g_b|| <= screen``).
     """
     d, _, P, c = problem.shape
-    G = problem.adjoint(Theta).reshape(d, -1)
     if blocks is None:
         blocks = np.arange(2 * P * c)
     blocks = np.asarray(blocks, dtype=np.intp)
+    G = problem.adjoint(Theta).reshape(d, -1)[:, blocks]
     _, i_idx, _ = np.unravel_index(blocks, (2, P, c))
-    U, idx, lam, _ = project_cones(problem.Xa, problem.S, i_idx, G[:, blocks], row_norms=row_norms)
-    rho = np.sqrt(np.einsum("db,db->b", U, U))
+    if screen is None:
+        U, idx, lam, _ = project_cones(problem.Xa, problem.S, i_idx, G, row_norms=row_norms)
+        rho = np.sqrt(np.einsum("db,db->b", U, U))
+        return rho, idx, lam
+    rho = np.sqrt(np.einsum("db,db->b", G, G))
+    idx = np.full((d, blocks.size), -1, dtype=np.intp)
+    lam = np.zeros((d, blocks.size))
+    sel = np.flatnonzero(rho > screen)
+    if sel.size:
+        U, idx_s, lam_s, _ = project_cones(problem.Xa, problem.S, i_idx[sel], G[:, sel],
+                                           row_norms=row_norms)
+        rho[sel] = np.sqrt(np.einsum("db,db->b", U, U))
+        idx[:, sel] = idx_s
+        lam[:, sel] = lam_s
     return rho, idx, lam
 
 
@@ -826,8 +876,54 @@ def _restore_feasibility(problem, Q, blocks, row_norms):
 
 
 # ----------------------------------------------------------------- active-face polishing
+def _entering_blocks(pr, blocks, ab, GZ, row_norms, max_new=None):
+    """Zero blocks of ``blocks`` (positions not in ``ab``) whose dual constraint is violated.
+
+    For each such block ``b`` the exact projection ``u_b = proj_{K_i}(sigma_b Xa^T D_i Theta_k)``
+    (``Theta = -GZ``) is the steepest descent direction that stays in the cone; the
+    objective decreases along it at rate ``||u_b|| - alpha``.  Returns ``None`` when no
+    dual constraint is violated, else ``(positions, q_new, faces_new)`` with the
+    starting blocks ``q_new = t_b u_b / ||u_b||`` (``t_b`` the minimiser of the quadratic
+    model along the direction) and their faces (the rows active at ``u_b``).
+    """
+    d, _, P, c = pr.shape
+    alpha = pr.alpha
+    zero = np.setdiff1d(np.arange(len(blocks)), ab)
+    if zero.size == 0:
+        return None
+    ids = np.asarray(blocks)[zero]
+    G = pr.adjoint(-GZ).reshape(d, -1)[:, ids]
+    s_z, i_z, k_z = np.unravel_index(ids, (2, P, c))
+    # cheap screen: ||proj(g)|| <= ||g||
+    gn = np.sqrt(np.einsum("db,db->b", G, G))
+    sel = np.flatnonzero(gn > alpha * (1 + 1e-9))
+    if sel.size == 0:
+        return None
+    U, idx, lam, _ = project_cones(pr.Xa, pr.S, i_z[sel], G[:, sel], row_norms=row_norms)
+    rho = np.sqrt(np.einsum("db,db->b", U, U))
+    viol = np.flatnonzero(rho > alpha * (1 + 1e-9))
+    if viol.size == 0:
+        return None
+    viol = viol[np.argsort(-rho[viol])]
+    if max_new is not None:
+        viol = viol[:max_new]
+    pos, q_new, faces_new = [], [], []
+    n = pr.Xa.shape[0]
+    for j in viol:
+        b = sel[j]
+        u = U[:, j] / rho[j]
+        zdir = pr.Df[:, i_z[b]] * (pr.Xa @ u)
+        curv = float(zdir @ zdir) * pr.loss.curvature(n)
+        t = (rho[j] - alpha) / max(curv, 1e-300)
+        pos.append(int(zero[b]))
+        q_new.append(t * u)
+        rows = idx[:, j][(idx[:, j] >= 0) & (lam[:, j] > 0)]
+        faces_new.append([int(r) for r in rows])
+    return np.asarray(pos, dtype=np.intp), np.asarray(q_new), faces_new
+
+
 def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, verbose=0,
-                   accept=None):
+                   accept=None, max_expand=8, time_budget=None):
     """Finish an interior-point iterate with a primal active-set Newton method.
 
     The blocks are classified active/zero from the iterate, and for each active
@@ -842,6 +938,14 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
     ``accept(Q)`` (optional) is asked at every face optimum; ``True`` ends the search
     there (e.g. when ``Q`` is already certified).  Returns ``Q`` (d, 2, P, c) --
     feasible to rounding -- or ``None`` on failure.
+
+    Robustness: a block whose guessed face cannot be made feasible starts from the
+    exact projection of its interior-point value onto its cone; blocks that Newton
+    drives through the origin are dropped (set to zero) instead of being followed one
+    constraint at a time; at a face optimum, zero blocks whose dual constraint is
+    violated re-enter along their steepest feasible direction (at most ``max_expand``
+    times, :func:`_entering_blocks`).  ``max_steps`` and ``time_budget`` (CPU seconds)
+    bound the work.
     """
     pr = problem
     Xa = pr.Xa
@@ -895,13 +999,28 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
         return np.linalg.qr(Ak.T, mode="complete")[0][:, len(keep):]
 
     Ns = [basis(t) for t in range(ab.size)]
+    n_expand = 0
+
+    xn_cache = {}
 
     def assemble():
+        """Face coordinates: sizes, offsets, the map ``v -> Z`` (``MN``) and output of each column.
+
+        The products ``Xa @ N_t`` are cached per basis (most steps change one face only).
+        """
         dims = np.array([N.shape[1] for N in Ns])
         offs = np.concatenate([[0], np.cumsum(dims)])
-        XN = np.concatenate([Xa @ N for N in Ns], axis=1)
+        parts = []
+        for N, t_sig, t_pat in zip(Ns, sig, i_idx):
+            hit = xn_cache.get(id(N))
+            if hit is None or hit[0] is not N or hit[2] != (t_sig, t_pat):
+                hit = (N, (Xa @ N) * (Df[:, t_pat] * t_sig)[:, None], (t_sig, t_pat))
+            parts.append(hit)
+        xn_cache.clear()
+        for hit in parts:
+            xn_cache[id(hit[0])] = hit
+        MN = np.concatenate([hit[1] for hit in parts], axis=1)
         colblock = np.repeat(np.arange(ab.size), dims)
-        MN = XN * (Df[:, i_idx[colblock]] * sig[colblock])
         return dims, offs, MN, k_idx[colblock]
 
     def predictions(MN, outcol, v):
@@ -928,16 +1047,40 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                 faces[t] = list(faces[t]) + [int(np.argmin(C[:, t]))]
                 Ns[t] = basis(t)
     else:
-        return None
+        # some blocks cannot be made feasible on their guessed face: start them from the
+        # exact projection of the interior-point block onto its cone instead, on the
+        # face of the projection's active rows
+        bad_t = np.flatnonzero(bad.any(axis=0))
+        U, pidx, plam, _ = project_cones(Xa, Sx, i_idx[bad_t], q[ab[bad_t]].T, row_norms=row_norms)
+        for j, t in enumerate(bad_t):
+            rows = pidx[:, j][(pidx[:, j] >= 0) & (plam[:, j] > 0)]
+            faces[t] = [int(r) for r in rows]
+            Ns[t] = basis(t)
+            qa[t] = Ns[t] @ (Ns[t].T @ U[:, j])
+        C = cons(qa)
+        nq = np.sqrt(np.einsum("bi,bi->b", qa, qa))
+        if np.any(C < -1e-10 * nq[None, :]):
+            if verbose >= 2:
+                print("        polish: no feasible starting face")
+            return None
     dims, offs, MN, outcol = assemble()
     v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
     Hl = None
+    t_begin = time.process_time()
     for step_no in range(max_steps):
+        if time_budget is not None and time.process_time() - t_begin > time_budget:
+            # the face guess is poor (many constraints still to be met one by one): give
+            # up and let the interior-point method get closer first
+            if verbose >= 2:
+                print(f"        polish: time budget {time_budget:.2f}s spent after {step_no} steps")
+            return None
         nrm = np.sqrt(np.add.reduceat(v * v, offs[:-1]))
         small = np.flatnonzero(nrm <= 1e-9 * nrm.max(initial=0.0))
         if small.size:
             keep_t = np.setdiff1d(np.arange(ab.size), small)
             if keep_t.size == 0:
+                if verbose >= 2:
+                    print('        polish: no active block left')
                 return None
             ab, sig, i_idx, k_idx = ab[keep_t], sig[keep_t], i_idx[keep_t], k_idx[keep_t]
             faces = [faces[t] for t in keep_t]
@@ -973,11 +1116,13 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                              check_finite=False)
             dv = -cho_solve(fac, g, check_finite=False)
         except np.linalg.LinAlgError:
+            if verbose >= 2:
+                print('        polish: face Newton system not positive definite')
             return None
         dec = float(-g @ dv)
         if verbose >= 3:
             print(f"      polish {step_no} f {fv:.15g} decrement {dec:.2e} blocks {ab.size} dim {v.size}")
-        if dec <= 1e-13 * max(abs(fv), 1e-300):
+        if dec <= 1e-16 * max(abs(fv), 1e-300):
             # converged on the face: done if certified, else release fixed rows with
             # negative multipliers
             if accept is not None:
@@ -1012,9 +1157,31 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                     released = True
             if not released:
                 qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
-                Q = np.zeros((d, nb))
-                Q[:, blocks[ab]] = qa.T
-                return Q.reshape(pr.shape)
+                new = None
+                if n_expand < max_expand:
+                    n_expand += 1
+                    new = _entering_blocks(pr, blocks, ab, GZ, row_norms)
+                if new is None:
+                    Q = np.zeros((d, nb))
+                    Q[:, blocks[ab]] = qa.T
+                    return Q.reshape(pr.shape)
+                # zero blocks whose dual constraint is violated enter along their
+                # steepest feasible descent direction, on the face of that direction
+                pos, q_new, faces_new = new
+                if verbose >= 3:
+                    print(f"      polish: {pos.size} blocks enter")
+                s_n, i_n, k_n = np.unravel_index(blocks[pos], (2, P, c))
+                ab = np.concatenate([ab, pos])
+                sig = np.concatenate([sig, 1.0 - 2.0 * s_n])
+                i_idx = np.concatenate([i_idx, i_n])
+                k_idx = np.concatenate([k_idx, k_n])
+                faces = faces + faces_new
+                qa = np.vstack([qa, q_new])
+                Ns = Ns + [basis(t) for t in range(ab.size - pos.size, ab.size)]
+                dims, offs, MN, outcol = assemble()
+                v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
+                Hl = None
+                continue
             qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
             Ns = [basis(t) for t in range(ab.size)]
             dims, offs, MN, outcol = assemble()
@@ -1036,10 +1203,34 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
         flat = int(np.argmin(ratio))
         t_max = float(ratio.flat[flat])
         step = min(1.0, t_max)
+        if t_max < 1.0:
+            # blocks whose Newton step is longer than the block itself and points back
+            # through the origin want to vanish (the norm is not smooth at zero): drop
+            # them instead of crawling along their cone one constraint at a time
+            qn_a = np.sqrt(np.einsum("bi,bi->b", qa, qa))
+            shrink = (np.einsum("bi,bi->b", qa, dqa) < 0) & (dqn > qn_a) & (ratio.min(axis=0) < 1.0)
+            if np.any(shrink):
+                vc = v.copy()
+                for t in np.flatnonzero(shrink):
+                    vc[offs[t]:offs[t + 1]] = 0.0
+                nrm_c = np.array([np.linalg.norm(vc[offs[t]:offs[t + 1]]) for t in range(ab.size)])
+                f_c = loss.value(predictions(MN, outcol, vc), Y) + alpha * float(nrm_c.sum())
+                # only drop when it does not raise the objective (else take the ratio step)
+                if f_c <= fv:
+                    v = vc
+                    if verbose >= 3:
+                        print(f"      polish: dropping {int(shrink.sum())} vanishing blocks")
+                    continue
+        if verbose >= 4:
+            row_, t_ = np.unravel_index(flat, ratio.shape)
+            print(f"        ratio test: step {t_max:.3e} block {t_} |q| {np.linalg.norm(qa[t_]):.3e} "
+                  f"|dq| {dqn[t_]:.3e} face size {len(faces[t_])}")
         if step <= 1e-12:
             # degenerate: a constraint at zero blocks the direction; fix it and retry
             row, t = np.unravel_index(flat, ratio.shape)
             if int(row) in faces[t] or len(faces[t]) >= d - 1:
+                if verbose >= 2:
+                    print('        polish: degenerate step at a full face')
                 return None
             faces[t] = list(faces[t]) + [int(row)]
             Ns[t] = basis(t)
@@ -1057,6 +1248,8 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                 break
             step *= 0.5
         else:
+            if verbose >= 2:
+                print('        polish: line search failed')
             return None
         v = v_new
         if step >= t_max * (1 - 1e-12) and np.isfinite(t_max):
@@ -1067,6 +1260,8 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
             dims, offs, MN, outcol = assemble()
             v = np.concatenate([N.T @ qa[tt] for tt, N in enumerate(Ns)])
             Hl = None
+    if verbose >= 2:
+        print('        polish: step limit reached')
     return None
 
 
@@ -1078,12 +1273,89 @@ def _ipm_cost(n, d, ncols, c, squared):
     return min(dense, wood) if c == 1 else dense
 
 
+def _compress_rows(problem: ReLUProblem, min_saving=0.1):
+    """Merge duplicate samples of a squared-loss problem into weighted rows.
+
+    Samples ``j`` with identical rows of ``Xa`` and of the masks ``D`` give identical
+    cone constraints and share their predictions, so with the group means ``ybar_g``
+    and sizes ``w_g``::
+
+        ||Z - Y||^2 / (2 n) = sum_g w_g ||z_g - ybar_g||^2 / (2 n) + const.
+
+    Scaling the representative row of group ``g`` (and ``ybar_g``) by
+    ``s_g = sqrt(w_g m / n)`` (``m`` groups) turns the first term into the squared loss
+    of an ``m``-sample problem, and leaves the cone constraints unchanged (positive
+    row scaling).  The variables ``Q`` are the same in both problems.  Returns
+    ``None`` when the loss is not squared or fewer than ``min_saving n`` rows merge,
+    else ``(reduced problem, first, scale)`` (``first``: representative rows).
+    """
+    if problem.loss.name != "squared":
+        return None
+    Xa = problem.Xa
+    n = Xa.shape[0]
+    key = np.ascontiguousarray(np.hstack([Xa.astype(np.float64), problem.Df.astype(np.float64)]))
+    _, first, inv, counts = np.unique(key, axis=0, return_index=True, return_inverse=True,
+                                      return_counts=True)
+    m = first.size
+    if m > (1.0 - min_saving) * n:
+        return None
+    inv = np.asarray(inv).ravel()
+    Y = problem.Y
+    Ybar = np.zeros((m, Y.shape[1]))
+    np.add.at(Ybar, inv, Y)
+    Ybar /= counts[:, None]
+    scale = np.sqrt(counts * m / n)
+    red = ReLUProblem(Xa[first] * scale[:, None].astype(Xa.dtype), problem.D[first],
+                      Ybar * scale[:, None], problem.loss, problem.alpha)
+    return red, first, scale
+
+
 def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
                    full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None) -> dict:
+    """Solve the ReLU program (see :func:`_solve_relu_ipm` for the parameters and results).
+
+    Squared-loss problems with duplicate samples are solved on the merged rows
+    (:func:`_compress_rows`) and certified on the original problem.
+    """
     with np.errstate(all="ignore"):
-        return _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
-                               init_size=init_size, max_rounds=max_rounds, callback=callback,
-                               ipm_options=ipm_options)
+        comp = _compress_rows(problem)
+        if comp is None:
+            return _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
+                                   init_size=init_size, max_rounds=max_rounds, callback=callback,
+                                   ipm_options=ipm_options)
+        red, first, scale = comp
+        if verbose:
+            print(f"[relu ipm] {problem.Xa.shape[0]} samples merged into {red.Xa.shape[0]} distinct rows")
+        out = _solve_relu_ipm(red, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
+                              init_size=init_size, max_rounds=max_rounds, callback=callback,
+                              ipm_options=ipm_options)
+        return _lift_result(problem, out, first, scale, tol)
+
+
+def _lift_result(problem, out, first, scale, tol):
+    """Certificate on the original problem of a solution of the merged problem.
+
+    A multiplier ``a'_g`` of the scaled row ``s_g x_g`` is the multiplier ``s_g a'_g`` of
+    the representative sample; blocks whose dual norm still exceeds ``alpha`` get their
+    exact (projection) multipliers, as in :func:`_certify`.
+    """
+    n = problem.Xa.shape[0]
+    Q = np.array(out["Q"], dtype=float)
+    row_norms = np.sqrt(np.einsum("nd,nd->n", problem.Xa, problem.Xa))
+    A = np.zeros((n,) + problem.shape[1:])
+    if out.get("multipliers") is not None:
+        A[first] = out["multipliers"] * scale[:, None, None, None]
+    viol = problem.violation(Q)
+    if viol > 0:
+        support = np.flatnonzero(group_norms(Q).ravel() > 0)
+        Q = _restore_feasibility(problem, Q, support, row_norms)
+        viol = problem.violation(Q)
+    Z = problem.predict(Q)
+    gap = _certify(problem, Q, A, Z, row_norms)
+    res = dict(out)
+    res.update(Q=Q, gap=gap, violation=viol, multipliers=A,
+               converged=bool(gap.relative_gap <= tol and viol <= tol))
+    return res
 
 
 def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
@@ -1223,8 +1495,12 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
                     found.update(Q=Qc, gap=gc, A=Ac, rho=rho_c)
                 return gc.relative_gap <= 1e-3 * tol
 
+            # while the interior-point method runs, a poor face guess (many constraints
+            # to meet one at a time) is abandoned early: a later, closer iterate gives a
+            # better guess; the last attempt (after the method) may take longer
+            steps = 40 if state.get("it_time") is not None else 300
             Qp = polish_on_face(problem, work, state["q"], state["sL"], state["zL"], state["zC"],
-                                row_norms, verbose=verbose, accept=accept)
+                                row_norms, verbose=verbose, accept=accept, max_steps=steps)
             if found and (Qp is None or found["gap"].relative_gap <= tol):
                 Qp = found["Q"]
             if Qp is None:
@@ -1243,7 +1519,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
                       f"violation {vp:.1e} restricted optimal {restricted_ok}")
             if best.get("gap") is None or gp.relative_gap < best["gap"].relative_gap:
                 best.update(Q=Qp, gap=gp, viol=vp, A=Ap, rho=rho_p, restricted_ok=restricted_ok)
-            return (gp.relative_gap <= tol and vp <= tol) or restricted_ok
+            # all blocks in the working set: only a certified point ends the method
+            return (gp.relative_gap <= tol and vp <= tol) or (restricted_ok and work.size < nb)
         return polisher
 
     if full:
@@ -1284,6 +1561,7 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
     work = np.union1d(support, cand[:max(0, init_size - support.size)]).astype(np.intp)
     converged = False
     n_rounds = 0
+    screen_from = 1e-2
     res = None
     gap = None
     viol = np.inf
@@ -1291,11 +1569,46 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
     while n_rounds < max_rounds and total < max_iter:
         n_rounds += 1
         ipm = RestrictedIPM(problem, work, Xkr=Xkr)
-        best = {}
-        res = ipm.solve(None, max_iter=min(200, max_iter - total), verbose=max(verbose - 1, 0),
-                        polish=make_polisher(work, best), **ipm_kw)
-        total += res["n_iter"]
         others = np.setdiff1d(np.arange(nb), work)
+        best = {}
+        polisher = make_polisher(work, best)
+        entering = {}
+
+        def hook(state, others=others, polisher=polisher, entering=entering, work=work):
+            """Price the blocks outside the working set at every decade of the gap (from
+            ``screen_from``); stop the round as soon as some must enter, else polish."""
+            if "add" in entering:
+                return True
+            if others.size and not entering.get("clean"):
+                Qf = np.zeros((d, nb))
+                Qf[:, work] = state["q"].T
+                Zs = problem.predict(Qf.reshape(problem.shape))
+                Theta_s = -problem.loss.gradient(Zs, problem.Y)
+                rho_s, _, _ = price_blocks(problem, Theta_s, others, row_norms=row_norms, screen=alpha)
+                mask = rho_s > alpha * (1 + 1e-3)
+                if verbose >= 2:
+                    print(f"   screening at ipm gap {state['relgap']:.1e}: {int(mask.sum())} violators")
+                if np.any(mask):
+                    add = others[mask]
+                    entering["add"] = add[np.argsort(-rho_s[mask])]
+                    return True
+                if state["relgap"] <= 1e-5:
+                    entering["clean"] = True
+            if state["relgap"] <= 1e-5:
+                return polisher(state)
+            return False
+
+        res = ipm.solve(None, max_iter=min(200, max_iter - total), verbose=max(verbose - 1, 0),
+                        polish=hook, polish_from=screen_from if others.size else 1e-5, **ipm_kw)
+        total += res["n_iter"]
+        if "add" in entering:
+            add = entering["add"]
+            history.append((total, time.perf_counter() - t0, np.nan, np.nan, np.nan))
+            if verbose:
+                print(f"[relu ipm] round {n_rounds:2d} |W| {work.size:4d} ipm {res['n_iter']:3d} "
+                      f"(screening) violators {add.size} time {time.perf_counter() - t0:.2f}s")
+            work = np.union1d(work, add[:max(8, 3 * work.size)]).astype(np.intp)
+            continue
         if best.get("gap") is not None:
             Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
             rho_o = best["rho"][others]
