@@ -59,6 +59,10 @@ PROBLEMS = [  # table, loss, alpha, n
 ]
 
 
+#: binary classification tables (labels mapped to -1/+1); the others are regression
+CLASSIFICATION = {"pima", "australian", "wdbc", "breast_w"}
+
+
 def load_lowrank(name, n, seed=0):
     sys.path.insert(0, str(SHARED))
     from load import load
@@ -77,7 +81,7 @@ def load_lowrank(name, n, seed=0):
     return Xp / Xp.std(axis=0), y
 
 
-def train_adam(X, y, loss, alpha, width=20, epochs=2000, lr=1e-2, seed=0):
+def train_adam(X, y, loss, alpha, classification, width=20, epochs=2000, lr=1e-2, seed=0):
     """A width-``width`` ReLU network trained by full-batch Adam on the same objective."""
     import torch
 
@@ -85,7 +89,7 @@ def train_adam(X, y, loss, alpha, width=20, epochs=2000, lr=1e-2, seed=0):
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    Y, _ = encode_targets(y, loss, True if loss != "squared" or len(np.unique(y)) <= 10 else None)
+    Y, _ = encode_targets(y, loss, classification)
     model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], width), torch.nn.ReLU(),
                                 torch.nn.Linear(width, 1, bias=False)).double()
     Xt, Yt = torch.tensor(X), torch.tensor(Y)
@@ -105,8 +109,8 @@ def train_adam(X, y, loss, alpha, width=20, epochs=2000, lr=1e-2, seed=0):
 
 def run(name, loss, alpha, n):
     X, y = load_lowrank(name, n)
-    classification = True if loss == "squared" and len(np.unique(y)) <= 10 else None
-    if loss == "squared" and classification is None:
+    classification = True if name in CLASSIFICATION and loss == "squared" else None
+    if name not in CLASSIFICATION:
         y = (y - y.mean()) / y.std()
     kw = dict(loss=loss, classification=classification)
     with warnings.catch_warnings():
@@ -122,7 +126,7 @@ def run(name, loss, alpha, n):
         heur = cvxnn.cutting_plane(X, y, alpha, n_gates=20, oracle="search", random_state=0, **kw)
         t_heur = time.perf_counter() - t
         # certificate of a gradient-trained network against the enumerated optimum
-        model = train_adam(X, y, loss, alpha)
+        model = train_adam(X, y, loss, alpha, kw["classification"])
         cert = cvxnn.certify(model, X, y, alpha, loss=loss,
                              classification=kw["classification"])
         improved = cert.improve().objective(X, y, alpha) if cert.violating_neuron else None
