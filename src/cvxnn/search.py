@@ -201,7 +201,8 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
                   n_gates=100, bias=True, oracle="auto", tol=1e-6, max_rounds=None, max_add=None,
                   max_patterns=2000, time_limit=None, patience=2, n_starts=64, solver="auto",
                   max_iter=None, random_state=None, verbose=0, classification=None,
-                  unit_phase=True, max_unit_rounds=30, units=None, max_block_patterns=200,
+                  unit_phase=True, max_unit_rounds=60, max_add_units=150, units=None,
+                  max_block_patterns=200,
                   max_block_size=3_000_000, block_stall=1e-5):
     """Solve the convex program with activation patterns found by the separation oracle.
 
@@ -241,7 +242,9 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
         (a lasso on fixed ReLU features; cheap rounds, stops when the objective
         improves by less than 1e-4 relative over three rounds), then the
         block rounds above start from the units' patterns.
-    max_unit_rounds : int, default=30
+    max_unit_rounds : int, default=60
+    max_add_units : int, default=150
+        Units added per round of the unit phase.
     max_block_patterns : int, default=200
         After the unit phase, the block program is solved (``max_rounds``
         rounds) only when the units use at most this many patterns; otherwise
@@ -326,7 +329,7 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
         U_init, W_init = (G, None) if units is None else units
         Uu, Wu, rounds, stop_units = _neuron_phase(
             X, Xa, Y, lossf, alpha, U_init, oracle=oracle, tol=tol, max_rounds=max_unit_rounds,
-            max_add=max(max_add, 50), n_starts=n_starts, patience=patience or 10**9, rng=rng,
+            max_add=max_add_units, n_starts=n_starts, patience=patience or 10**9, rng=rng,
             t0=t0, time_limit=time_limit, verbose=verbose, W0=W_init)
         if Uu.shape[1]:
             G, warm = _units_to_blocks(X, Uu, Wu, bias)

@@ -213,13 +213,19 @@ def solve_feature_lasso_newton(A, Y, loss, alpha, W0=None, *, tol=1e-6, max_oute
             w_new = _active_set_quadratic(H, b, W[:, 0].copy(), alpha)
             step = 1.0
             dw = w_new - W[:, 0]
-            for _ in range(30):
+            fc = np.inf
+            for _ in range(12):
                 cand = W[:, 0] + step * dw
                 fc = loss.value(A @ cand[:, None], Y) + alpha * float(np.abs(cand).sum())
-                if fc <= f0:
+                if fc < f0:
                     break
                 step *= 0.5
-            W[:, 0] = cand
+            if fc < f0:
+                W[:, 0] = cand
+            if not fc < f0 or step < 1e-2:
+                # nearly singular Hessian (confident predictions): proximal gradient steps
+                out = solve_feature_lasso(A, Y, loss, alpha, W, tol=tol, max_iter=2000)
+                W = out["W"]
         primal, dual, _ = _gap(A, W, Y, loss, alpha)
         best = max(best, dual)
         rel = max(primal - best, 0.0) / max(abs(primal), 1e-300)
