@@ -251,3 +251,21 @@ def test_feature_lasso_solvers_match_clarabel():
             out = solver(A, y, loss, 1e-2, tol=1e-8)
             assert out["primal"] == pytest.approx(prob.value, rel=1e-6)
             assert out["dual"] <= prob.value + 1e-9
+
+
+def test_certify_several_outputs_joint_and_separate():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((24, 2))
+    y = np.argmax(X @ rng.standard_normal((2, 3)) + 0.3 * rng.standard_normal((24, 3)), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cvxnn.solve(X, y, 1e-2, loss="cross_entropy", gates="enumerate")
+    sep = cvxnn.certify(res.network, X, y, 1e-2, outputs="separate")
+    joint = cvxnn.certify(res.network, X, y, 1e-2)
+    # one-vs-all optimum, certified over all patterns for one-vs-all networks
+    assert sep.exact and sep.relative_gap <= 1e-5
+    # the joint (vector weight decay) bound is rigorous but refers to a larger class
+    assert joint.exact and joint.lower_bound <= joint.objective
+    assert joint.lower_bound <= sep.lower_bound + 1e-12
+    heur = cvxnn.certify(res.network, X, y, 1e-2, oracle="search")
+    assert not heur.exact and heur.sigma <= joint.sigma * (1 + 1e-9)
