@@ -321,3 +321,19 @@ def test_keyboard_interrupt_returns_130(capsys, monkeypatch):
     code, out, err = _run(capsys, "fit", "--dataset", "iris")
     assert code == 130
     assert "interrupted" in err
+
+
+def test_fit_pattern_search_and_sampled(capsys):
+    base = ["fit", "--dataset", "diabetes", "--gates", "20", "--alpha", "1e-2", "--json"]
+    code, out, err = _run(capsys, *base, "--patterns", "sampled")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["search"] is None and "20" in rep["certified_over"]
+    code, out, err = _run(capsys, *base, "--patterns", "search", "--search-time", "5")
+    assert code == 0, err
+    srch = json.loads(out)
+    assert srch["search"]["n_patterns"] >= 1 and srch["search"]["exact"] is False
+    assert "searched" in srch["certified_over"] or "units" in srch["certified_over"]
+    assert srch["objective"] <= rep["objective"] * (1 + 1e-9)
+    code, out, err = _run(capsys, "fit", "--dataset", "diabetes", "--patterns", "everything")
+    _assert_usage_error(code, err, "--patterns")
