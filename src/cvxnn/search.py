@@ -160,6 +160,49 @@ def _neuron_phase(X, Xa, Y, lossf, alpha, U, *, oracle, tol, max_rounds, max_add
     return U[:, act], W[act], rounds, stop
 
 
+def _local_refine(Xa, Y, lossf, alpha, U, W, max_iter=500):
+    """Local descent (L-BFGS) on the non-convex weight-decay objective from the unit network.
+
+    One output only.  The units ``(U, W)`` (directions, output weights) become
+    the balanced network ``a_j = u_j sqrt|w_j|``, ``b_j = sign(w_j) sqrt|w_j|``;
+    after the descent they are returned in unit form again.  The objective never
+    increases (L-BFGS keeps the best point), so the unit lasso warm started at
+    the result is at most the unit phase's objective; its patterns then feed
+    further cutting-plane rounds.
+    """
+    from scipy.optimize import minimize
+
+    n, d = Xa.shape
+    m = U.shape[1]
+    r = np.sqrt(np.abs(W[:, 0]))
+    A0 = (U * r).T                                   # (m, d)
+    b0 = np.sign(W[:, 0]) * r                        # (m,)
+
+    def fun(x):
+        A = x[:m * d].reshape(m, d)
+        b = x[m * d:]
+        P = Xa @ A.T
+        H = np.maximum(P, 0.0)
+        Z = (H @ b)[:, None]
+        val, G = lossf.value_and_gradient(Z, Y)
+        g = G[:, 0]
+        gb = H.T @ g + alpha * b
+        gA = ((P > 0) * np.outer(g, b)).T @ Xa + alpha * A
+        return val + 0.5 * alpha * (float(np.vdot(A, A)) + float(b @ b)), np.concatenate(
+            [gA.ravel(), gb])
+
+    x0 = np.concatenate([A0.ravel(), b0])
+    out = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    x = out.x if out.fun <= fun(x0)[0] else x0
+    A = x[:m * d].reshape(m, d)
+    b = x[m * d:]
+    an = np.linalg.norm(A, axis=1)
+    live = (an > 0) & (b != 0)
+    U2 = (A[live] / an[live, None]).T
+    W2 = (an[live] * b[live])[:, None]
+    return U2, W2
+
+
 def _units_to_blocks(X, U, W, bias):
     """Pattern gates and relu warm start ``{"V", "W"}`` from units ``U`` with outputs ``W``.
 
@@ -203,7 +246,7 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
                   max_iter=None, random_state=None, verbose=0, classification=None,
                   unit_phase=True, max_unit_rounds=60, max_add_units=150, units=None,
                   max_block_patterns=200,
-                  max_block_size=3_000_000, block_stall=1e-5):
+                  max_block_size=3_000_000, block_stall=1e-5, refine=True):
     """Solve the convex program with activation patterns found by the separation oracle.
 
     Parameters
@@ -252,6 +295,14 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
         evaluated at it (the block solves grow as ``P^2`` to ``P^3``).
     max_block_size : int, default=3,000,000
         The same rule on ``n * P * d_aug * c``.
+    refine : bool, default=True
+        One output only: seed the unit phase with a local descent (L-BFGS, 2000
+        iterations) from a random network of ``max(n_gates, 200)`` units, and after
+        the unit phase run the same descent from the unit network, then
+        more unit rounds from the refined units (the heuristic oracle can miss
+        violating units in higher dimension; the descent finds nearby better
+        ones).  The objective never increases; the certificate is unchanged in
+        nature (over the units/patterns found).
     units : tuple (U, W), optional
         Initial units for the unit phase: directions ``U`` (d_aug, m) and
         output weights ``W`` (m, c) (``W`` scaled by the norms of ``U``'s
@@ -327,10 +378,43 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
         raise ValueError("units needs unit_phase=True and formulation='relu'")
     if unit_phase and formulation == "relu":
         U_init, W_init = (G, None) if units is None else units
+        if refine and Y.shape[1] == 1 and units is None:
+            # a local descent from a random network of the sampled directions seeds the
+            # units: the cutting planes then start next to a good local minimum
+            tr = time.perf_counter()
+            Gn = G / np.linalg.norm(G, axis=0)
+            width = max(G.shape[1], 200)
+            Ur = rng.standard_normal((Xa.shape[1], width))
+            Ur /= np.linalg.norm(Ur, axis=0)
+            W_rand = rng.standard_normal((width, 1)) / np.sqrt(width)
+            Ul, Wl = _local_refine(Xa, Y, lossf, alpha, Ur, W_rand, max_iter=2000)
+            U_init = np.concatenate([Ul, Gn], axis=1)
+            W_init = np.concatenate([Wl, np.zeros((G.shape[1], 1))], axis=0)
+            if verbose:
+                print(f"[cvxnn.search] local descent from a random network of {width} "
+                      f"units: {time.perf_counter() - tr:.1f}s")
         Uu, Wu, rounds, stop_units = _neuron_phase(
             X, Xa, Y, lossf, alpha, U_init, oracle=oracle, tol=tol, max_rounds=max_unit_rounds,
             max_add=max_add_units, n_starts=n_starts, patience=patience or 10**9, rng=rng,
             t0=t0, time_limit=time_limit, verbose=verbose, W0=W_init)
+        if refine and Y.shape[1] == 1 and Uu.shape[1] and (
+                time_limit is None or time.perf_counter() - t0 < time_limit):
+            # escape the heuristic oracle's blind spots: local descent on the network,
+            # then more cutting-plane rounds from the refined units
+            tr = time.perf_counter()
+            Ur, Wr = _local_refine(Xa, Y, lossf, alpha, Uu, Wu)
+            if verbose:
+                print(f"[cvxnn.search] local refinement of {Uu.shape[1]} units: "
+                      f"{time.perf_counter() - tr:.1f}s")
+            Uu, Wu, more, stop_units = _neuron_phase(
+                X, Xa, Y, lossf, alpha, Ur, oracle=oracle, tol=tol,
+                max_rounds=max(1, max_unit_rounds // 3), max_add=max_add_units,
+                n_starts=n_starts, patience=patience or 10**9, rng=rng, t0=t0,
+                time_limit=time_limit, verbose=verbose, W0=Wr)
+            for rd in more:
+                rd["round"] += len(rounds)
+                rd["phase"] = "units after refinement"
+            rounds += more
         if Uu.shape[1]:
             G, warm = _units_to_blocks(X, Uu, Wu, bias)
     keys = set(_pattern_keys(compute_masks(X, G, bias=bias)))
