@@ -430,12 +430,24 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
             res = _result_from_units(X, Y, G, warm, lossf, loss, alpha, bias, tol, t0,
                                      encode_targets(y, loss, classification)[1], len(rounds))
             stopped = "units_only"
+            why_units = (f"block program skipped: {G.shape[1]} patterns exceed "
+                         "max_block_patterns or max_block_size")
             break
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = solve(X, y, alpha, formulation=formulation, loss=loss, gates=G, bias=bias,
                         solver=solver, tol=tol, max_iter=max_iter, warm_start=warm,
                         classification=classification, patterns="sampled")
+        if it == 0 and warm is not None and rounds:
+            start = _result_from_units(X, Y, G, warm, lossf, loss, alpha, bias, tol, t0,
+                                       encode_targets(y, loss, classification)[1], len(rounds))
+            if res.objective > start.objective:
+                # the block solve ended above its own feasible warm start (not converged):
+                # keep the unit network rather than a worse point
+                res = start
+                stopped = "units_only"
+                why_units = "the block solve did not improve on the units"
+                break
         Z = np.asarray(res.network.forward(X), dtype=np.float64)
         Theta = -lossf.gradient(Z, Y)
         orc = separation_oracle(X, Theta, bias=bias, method=oracle, outputs="separate",
@@ -501,9 +513,7 @@ def cutting_plane(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates
         last = rounds[-1]
         res.search = {"rounds": rounds, "lower_bound": last["lower_bound"],
                       "relative_gap": last["relative_gap"], "exact": bool(last["exact"]),
-                      "stopped": f"units ({stop_units}); block program skipped: "
-                                 f"{G.shape[1]} patterns exceed max_block_patterns or "
-                                 "max_block_size",
+                      "stopped": f"units ({stop_units}); {why_units}",
                       "n_patterns": int(G.shape[1]), "oracle": oracle,
                       "time": time.perf_counter() - t0}
         res.time = res.search["time"]
