@@ -9,6 +9,8 @@
 import numpy as np
 import pytest
 
+import cvxnn
+
 from cvxnn.patterns import compute_masks, sample_gates
 from cvxnn.problems import ReLUProblem, group_norms
 from cvxnn.solvers import relu_ipm
@@ -104,3 +106,26 @@ def test_newton_cg_solve_is_accurate():
     r = rng.standard_normal((m, d))
     x = kkt.solve(r)
     assert np.abs(kkt.K_apply(x) - r).max() <= 1e-9 * np.abs(r).max()
+
+
+def test_unconverged_ipm_never_returns_worse_than_its_feasible_warm_start(monkeypatch):
+    from cvxnn.solvers import relu_ipm
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = np.sign(rng.standard_normal(40))
+    G = cvxnn.sample_gates(X, 10, random_state=0)
+    good = cvxnn.solve(X, y, 1e-2, gates=G, patterns="sampled", classification=True)
+    real = relu_ipm._solve_relu_ipm
+
+    def broken(problem, Q0=None, **kw):  # an IPM that fails and ends at a worse point
+        out = real(problem, None, **kw)
+        out = dict(out, Q=np.zeros_like(out["Q"]), converged=False)
+        out["gap"] = problem.gap(out["Q"])
+        return out
+
+    monkeypatch.setattr(relu_ipm, "_solve_relu_ipm", broken)
+    with pytest.warns(Warning):
+        res = cvxnn.solve(X, y, 1e-2, gates=G, patterns="sampled", classification=True,
+                          warm_start=good.weights)
+    assert res.objective == pytest.approx(good.objective, rel=1e-12)

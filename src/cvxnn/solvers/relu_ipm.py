@@ -1320,16 +1320,38 @@ def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, ve
     with np.errstate(all="ignore"):
         comp = _compress_rows(problem)
         if comp is None:
-            return _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
-                                   init_size=init_size, max_rounds=max_rounds, callback=callback,
-                                   ipm_options=ipm_options)
+            out = _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,
+                                  full=full, init_size=init_size, max_rounds=max_rounds,
+                                  callback=callback, ipm_options=ipm_options)
+            return _keep_better_warm_start(problem, Q0, out, tol, verbose)
         red, first, scale = comp
         if verbose:
             print(f"[relu ipm] {problem.Xa.shape[0]} samples merged into {red.Xa.shape[0]} distinct rows")
         out = _solve_relu_ipm(red, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
                               init_size=init_size, max_rounds=max_rounds, callback=callback,
                               ipm_options=ipm_options)
-        return _lift_result(problem, out, first, scale, tol)
+        return _keep_better_warm_start(problem, Q0, _lift_result(problem, out, first, scale, tol),
+                                       tol, verbose)
+
+
+def _keep_better_warm_start(problem, Q0, out, tol, verbose=0):
+    """Return the feasible warm start instead of a worse, unconverged IPM result."""
+    if Q0 is None or out.get("converged"):
+        return out
+    Q = np.array(Q0, dtype=float).reshape(problem.shape)
+    viol = problem.violation(Q)
+    if viol > 1e-9 or not problem.objective(Q) < out["gap"].primal:
+        return out
+    gap = problem.gap(Q, refine_iter=300)
+    if verbose:
+        print(f"[relu ipm] the IPM ended above its warm start: returning the warm start "
+              f"(objective {gap.primal:.10g}, rel. gap {gap.relative_gap:.3e})")
+    res = dict(out)
+    A = problem.refine_multipliers(-problem.loss.gradient(problem.predict(Q), problem.Y), None,
+                                   n_iter=300)
+    res.update(Q=Q, gap=gap, violation=viol, converged=bool(gap.relative_gap <= tol),
+               multipliers=A)
+    return res
 
 
 def _lift_result(problem, out, first, scale, tol):
