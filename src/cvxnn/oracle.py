@@ -251,9 +251,8 @@ def _enumerate(Xa, X, T, bias, cone, outputs, threshold, max_neurons, max_patter
         keys_base = np.arange(start, start + Gc.shape[1])
         if outputs == "joint" and c > 1:
             # rigorous bound: ||Theta^T D_i Xa u|| <= ||Theta^T D_i Xa||_2 for ||u|| <= 1
-            for j in range(Gc.shape[1]):
-                Mi = T.T @ (Df[:, j:j + 1] * Xa)            # (c, d)
-                upper = max(upper, float(np.linalg.norm(Mi, 2)))
+            Mi = np.einsum("nc,np,nd->pcd", T, Df, Xa, optimize=True)   # (p, c, d)
+            upper = max(upper, float(np.linalg.norm(Mi, ord=2, axis=(1, 2)).max(initial=0.0)))
             # best unit: ascent started at every cell's gate
             vals, dirs, gts, odirs, keysj = _joint_ascent(Xa, T, Gc, iters=20)
             col.add(vals, dirs, gts, -np.ones(vals.size, dtype=int), np.ones(vals.size), odirs,
