@@ -15,7 +15,6 @@ import pytest
 
 import cvxnn
 from cvxnn._data import augment
-from cvxnn.certify import as_network
 from cvxnn.losses import get_loss
 from cvxnn.oracle import separation_oracle
 from cvxnn.patterns import compute_masks, enumerate_patterns

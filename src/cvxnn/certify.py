@@ -134,8 +134,6 @@ class Certificate:
 
 def _from_torch(module):
     """``(W1, b1, W2)`` from a ``Linear -> ReLU -> Linear`` torch module."""
-    import torch  # noqa: F401  (the module is a torch object, so torch is importable)
-
     layers = [m for m in module.modules() if len(list(m.children())) == 0]
     kinds = [type(m).__name__ for m in layers]
     if kinds != ["Linear", "ReLU", "Linear"]:

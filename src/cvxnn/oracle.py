@@ -464,7 +464,6 @@ def separation_oracle(X, Theta, *, bias=True, method="auto", outputs="separate",
     Xa = augment(X.astype(np.float64, copy=False), bias) if _Xa is None else _Xa
     n, d = Xa.shape
     T = _as_theta(Theta, n)
-    c = T.shape[1]
     if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a non-negative number or None, got {threshold!r}")
     if not isinstance(max_neurons, (int, np.integer)) or max_neurons < 1:
