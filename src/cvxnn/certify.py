@@ -104,7 +104,6 @@ class Certificate:
         X, y = self._X, self._y
         u = self.violating_neuron["direction"]
         o = self.violating_neuron["output"]
-        d = net.n_features_in
         Xa = augment(X, net.bias)
         h = np.maximum(Xa @ u, 0.0)
         n = X.shape[0]
@@ -116,10 +115,7 @@ class Certificate:
         for _ in range(max_halvings):
             A2 = np.vstack([A, np.sqrt(t) * u[None, :]])
             W22 = np.vstack([np.array(net.W2), np.sqrt(t) * o[None, :]])
-            cand = net._replace(A2, W22) if not isinstance(net, GatedTwoLayerReLU) else None
-            if cand is None:
-                cand = TwoLayerReLU(A2[:, :d], A2[:, d] if net.bias else None, W22,
-                                    classes=net.classes, loss=net.loss)
+            cand = net._replace(A2, W22)      # certify only holds (non-gated) ReLU networks
             if cand.objective(X, y, self.alpha) < base:
                 return cand
             t *= 0.5
