@@ -10,10 +10,12 @@ Main entry points: :func:`solve`, :class:`ConvexReLURegressor`,
 :func:`sample_gates`, :func:`enumerate_patterns`, :func:`decompose_solution` (gated
 solution to a ReLU network by cone decomposition), :func:`certify` (optimality
 certificate of any ReLU network), :func:`cutting_plane` / :func:`polish`
-(pattern search with the dual separation oracle).
+(pattern search with the dual separation oracle), :mod:`cvxnn.closed_form`
+(closed-form optimal networks: whitened, rank-one and spike-free data).
 """
 
 from .certify import Certificate, certify
+from .closed_form import ClosedFormResult, is_spike_free, rank_one, spike_free, whitened
 from .cone_decomposition import ConeDecomposition, cone_decompose, decompose_solution
 from .network import GatedTwoLayerReLU, TwoLayerReLU, load
 from .oracle import OracleResult, separation_oracle
@@ -29,6 +31,7 @@ __all__ = [
     "ConvexReLURegressor", "ConvexReLUClassifier",
     "cone_decompose", "decompose_solution", "ConeDecomposition",
     "certify", "Certificate", "cutting_plane", "polish", "separation_oracle", "OracleResult",
+    "whitened", "rank_one", "spike_free", "is_spike_free", "ClosedFormResult",
 ]
 
 

@@ -49,6 +49,7 @@ batches of candidates; the ``n x P d`` expanded matrix is never formed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -229,9 +230,17 @@ class _Collector:
 
 
 def _mask_keys(M: np.ndarray, extra: np.ndarray) -> np.ndarray:
-    """Hashable key per column of the bool mask ``M`` (n, B) combined with ``extra`` (B,)."""
+    """Key per column of the bool mask ``M`` (n, B) combined with ``extra`` (B,).
+
+    A 64-bit BLAKE2 digest, the same in every process (Python's ``hash`` of bytes is
+    salted per process, which made the order of equal-valued units, and so the
+    search, differ between runs).
+    """
     packed = np.packbits(M, axis=0).T
-    return np.array([hash((bytes(row), int(e))) for row, e in zip(packed, extra)], dtype=np.int64)
+    extra = np.asarray(extra, dtype=np.int64)
+    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes() + e.tobytes(),
+                                                    digest_size=8).digest(), "little", signed=True)
+                     for row, e in zip(packed, extra)], dtype=np.int64)
 
 
 def _enumerate(Xa, X, T, bias, cone, outputs, threshold, max_neurons, max_patterns, chunk):

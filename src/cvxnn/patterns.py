@@ -189,9 +189,16 @@ def compute_masks(X, G, *, bias: bool = True) -> np.ndarray:
     bias = _check_bool(bias, "bias")
     d = X.shape[1]
     G = _check_gates(G, (d, d + 1) if bias else (d,))
-    if G.shape[0] == d + 1:
-        return X @ G[:d] + G[d] > 0
-    return X @ G > 0
+    W, b = (G[:d], G[d]) if G.shape[0] == d + 1 else (G, None)
+    n, P = X.shape[0], G.shape[1]
+    D = np.empty((n, P), dtype=bool)
+    step = max(1, (1 << 22) // max(P, 1))   # the float products, one row chunk at a time
+    for start in range(0, n, step):
+        Z = X[start:start + step] @ W
+        if b is not None:
+            Z += b
+        np.greater(Z, 0, out=D[start:start + step])
+    return D
 
 
 def sample_gates(X, n_gates: int = 100, *, bias: bool = True, random_state=None) -> np.ndarray:
