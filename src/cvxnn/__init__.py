@@ -14,9 +14,11 @@ certificate of any ReLU network), :func:`cutting_plane` / :func:`polish`
 (closed-form optimal networks: whitened, rank-one and spike-free data).
 """
 
+from ._control import ProgressInfo, SolveInterruptedWarning
 from .certify import Certificate, certify
 from .closed_form import ClosedFormResult, is_spike_free, rank_one, spike_free, whitened
 from .cone_decomposition import ConeDecomposition, cone_decompose, decompose_solution
+from .interpret import kernel_decision_function, min_cardinality, neuron_sample_weights
 from .network import GatedTwoLayerReLU, TwoLayerReLU, load
 from .oracle import OracleResult, separation_oracle
 from .patterns import arrangement_count, compute_masks, enumerate_patterns, sample_gates
@@ -32,6 +34,8 @@ __all__ = [
     "cone_decompose", "decompose_solution", "ConeDecomposition",
     "certify", "Certificate", "cutting_plane", "polish", "separation_oracle", "OracleResult",
     "whitened", "rank_one", "spike_free", "is_spike_free", "ClosedFormResult",
+    "ProgressInfo", "SolveInterruptedWarning",
+    "neuron_sample_weights", "kernel_decision_function", "min_cardinality",
 ]
 
 

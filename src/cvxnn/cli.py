@@ -1,4 +1,4 @@
-"""Command-line interface: ``cvxnn fit`` and ``cvxnn predict``.
+"""Command-line interface: ``cvxnn fit``, ``cvxnn predict`` and ``cvxnn plot``.
 
 Usage::
 
@@ -57,6 +57,16 @@ Usage::
     on, those columns are selected by name; otherwise every column is used, in
     file order, after removing the ``--drop`` columns (for instance the
     target).  All used columns must be numeric.
+
+``cvxnn plot spline|regions|ellipsoid|convergence --out FILE.png``
+    Draws a picture with matplotlib (see :mod:`cvxnn.plotting`), reading data
+    like ``cvxnn fit`` (``--dataset NAME`` or ``--csv FILE --target COLUMN``;
+    ``--data`` is an alias of ``--csv``): ``spline`` fits :func:`cvxnn.spline1d`
+    on one feature, ``regions`` fits a network on two features and draws its
+    decision regions and neuron hyperplanes, ``ellipsoid`` draws the rectified
+    ellipsoid of two rows (``--rows I J``; random data without a source) and
+    ``convergence`` the relative duality gap of a solve against time.
+    ``--features`` picks columns by name or 0-based index.
 
 CSV files are read with pandas when it is installed and with the standard
 ``csv`` module otherwise; the results are the same.
@@ -260,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--proba", action="store_true",
                       help="class probabilities instead of labels")
     pred.set_defaults(func=_cmd_predict)
+    _add_plot_parser(sub)
     return parser
 
 
@@ -824,6 +835,254 @@ def _cmd_predict(args) -> int:
     else:
         for row in rows:
             print(",".join(_format_value(v) for v in row))
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------- plot
+PLOT_KINDS = ("spline", "regions", "ellipsoid", "convergence")
+
+
+def _add_plot_parser(sub) -> None:
+    plot = sub.add_parser(
+        "plot", help="draw a picture: 1-D spline fit, 2-D decision regions, rectified "
+        "ellipsoid or solver convergence",
+        description="Fit (where needed) and draw a picture into an image file.  "
+        "spline: 1-D fit with its knots (one feature, numeric target); regions: decision "
+        "regions and neuron hyperplanes on two features; ellipsoid: the rectified "
+        "ellipsoid of two samples (rows), random ones without data; convergence: "
+        "relative duality gap against time of a solve.",
+    )
+    plot.add_argument("kind", choices=PLOT_KINDS, help="what to draw")
+    src = plot.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME",
+                     help="bundled scikit-learn dataset: " + ", ".join(sorted(DATASETS)))
+    src.add_argument("--csv", "--data", dest="csv", metavar="FILE",
+                     help="CSV file with a header row")
+    plot.add_argument("--target", metavar="COLUMN", help="target column of --csv")
+    plot.add_argument("--drop", metavar="COLUMN", action="append", default=[],
+                      help="CSV column to ignore (repeatable)")
+    plot.add_argument("--task", choices=("auto", "regression", "classification"),
+                      default="auto", help="default: auto (as for 'cvxnn fit')")
+    plot.add_argument("--features", nargs="+", metavar="COLUMN",
+                      help="feature columns by name or 0-based index (spline: 1, regions: 2; "
+                      "default: the first ones)")
+    plot.add_argument("--rows", nargs=2, type=int, default=None, metavar=("I", "J"),
+                      help="ellipsoid: the two samples (0-based rows, default: 0 1)")
+    plot.add_argument("--alpha", type=_alpha, default=1e-3,
+                      help="regularisation strength >= 0 (default: 1e-3)")
+    plot.add_argument("--formulation", choices=_FORMULATIONS, default="relu",
+                      help="default: relu")
+    plot.add_argument("--loss", choices=_LOSSES, default=None,
+                      help="default: as for 'cvxnn fit' (spline: squared or logistic)")
+    plot.add_argument("--gates", type=_positive_int, default=100, metavar="N",
+                      help="number of sampled gates (default: 100)")
+    plot.add_argument("--patterns", choices=("auto", "search", "sampled", "enumerate"),
+                      default="auto", help="activation patterns (default: auto)")
+    plot.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True,
+                      help="hidden-layer biases (default: --bias)")
+    plot.add_argument("--spline-bias", choices=("regularized", "free", "none"), default=None,
+                      help="spline: bias treatment (default: regularized, or none with "
+                      "--no-bias)")
+    plot.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                      help="regions/convergence: solve on standardized features (the "
+                      "picture stays in the raw units) (default: --standardize)")
+    plot.add_argument("--solver", choices=_SOLVERS, default="auto", help="default: auto")
+    plot.add_argument("--tol", type=_positive_float, default=1e-6,
+                      help="target relative duality gap (default: 1e-6)")
+    plot.add_argument("--max-iter", type=_positive_int, default=None, metavar="N")
+    plot.add_argument("--random-state", type=_seed, default=0, metavar="SEED",
+                      help="seed of the gates (and of the random ellipsoid) (default: 0)")
+    plot.add_argument("--out", "-o", metavar="FILE", required=True,
+                      help="image file to write (.png; any format matplotlib writes)")
+    plot.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    plot.add_argument("--size", nargs=2, type=_positive_float, default=(6.4, 4.8),
+                      metavar=("W", "H"), help="figure size in inches (default: 6.4 4.8)")
+    plot.add_argument("--dpi", type=_positive_int, default=100,
+                      help="resolution: the image is W*dpi x H*dpi pixels (default: 100)")
+    plot.set_defaults(func=_cmd_plot)
+
+
+def _plot_table(args, need_target: bool):
+    """``(X, y or None, feature names, task)`` from ``--dataset`` or ``--csv``."""
+    if args.dataset is None and args.csv is None:
+        raise InputError(f"'cvxnn plot {args.kind}' needs data: --dataset NAME or --csv FILE")
+    if args.dataset is not None:
+        if args.target is not None:
+            raise InputError("--target is only used with --csv")
+        if args.drop:
+            raise InputError("--drop is only used with --csv")
+        X, y, names = _load_dataset(args.dataset)
+        task = DATASETS[args.dataset] if args.task == "auto" else args.task
+        return X, y, names or [f"x{j}" for j in range(X.shape[1])], task
+    if args.target is None and not need_target:
+        table = _read_csv(args.csv)
+        _check_drop(table, args.drop)
+        names = [c for c in table.names if c not in args.drop]
+        return _features(table, names), None, names, None
+    X, y, names, task = _load_csv_data(args)
+    return X, y, names, task
+
+
+def _select_features(X, names, wanted, count: int, what: str):
+    """Columns ``wanted`` (names or 0-based indices), or the first ``count`` columns."""
+    if wanted is None:
+        if X.shape[1] < count:
+            raise InputError(f"{what} needs {count} feature(s); the data have {X.shape[1]}")
+        if X.shape[1] > count:
+            print(f"cvxnn: note: {what} uses the first {count} feature(s) "
+                  f"{_fmt_names(names[:count])} (choose with --features)", file=sys.stderr)
+        return X[:, :count], list(names[:count])
+    if len(wanted) != count:
+        raise InputError(f"{what} needs exactly {count} --features, got {len(wanted)}")
+    cols = []
+    for w in wanted:
+        if w in names:
+            cols.append(names.index(w))
+        elif w.isdigit() and int(w) < X.shape[1]:
+            cols.append(int(w))
+        else:
+            raise InputError(
+                f"--features {w!r} is neither a column name nor an index below "
+                f"{X.shape[1]}; available: {_fmt_names(names)}"
+            )
+    return X[:, cols], [names[c] for c in cols]
+
+
+def _default_loss(args, y, classification: bool) -> str:
+    if args.loss:
+        if not classification and args.loss != "squared":
+            raise InputError(
+                f"--loss {args.loss} is a classification loss but the task is regression "
+                "(use --loss squared, or --task classification)"
+            )
+        return args.loss
+    if classification:
+        return "logistic" if len(np.unique(np.asarray(y).astype(str))) == 2 else "cross_entropy"
+    return "squared"
+
+
+def _plot_fit(args, X, y, task):
+    """Solve on (optionally standardized) data; return the result and the raw-unit network."""
+    from .solve import solve
+
+    classification = task == "classification"
+    loss = _default_loss(args, y, classification)
+    d = X.shape[1]
+    y_mean, y_scale = 0.0, 1.0
+    yt = y
+    if args.standardize:
+        mean = X.mean(axis=0) if args.bias else np.zeros(d)
+        scale = X.std(axis=0) if args.bias else np.sqrt(np.mean(X ** 2, axis=0))
+        scale[~(scale > 1e-12 * max(1.0, float(np.abs(X).max(initial=0.0))))] = 1.0
+        Xs = (X - mean) / scale
+        if not classification:
+            yf = np.asarray(y, dtype=np.float64)
+            y_mean = float(yf.mean()) if args.bias else 0.0
+            y_scale = float(yf.std()) if args.bias else float(np.sqrt(np.mean(yf ** 2)))
+            if not y_scale > 1e-12 * max(1.0, abs(y_mean)):
+                y_scale = 1.0
+            yt = (yf - y_mean) / y_scale
+    else:
+        Xs = X
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.redirect_stdout(sys.stderr):
+            result = solve(Xs, yt, args.alpha, formulation=args.formulation, loss=loss,
+                           n_gates=args.gates, bias=args.bias, solver=args.solver, tol=args.tol,
+                           max_iter=args.max_iter, random_state=args.random_state,
+                           patterns=args.patterns, classification=classification)
+    for w in caught:
+        print(f"cvxnn: warning: {_one_line(w.message)}", file=sys.stderr)
+    network = result.network
+    if args.standardize:
+        network = _fold_standardization(network, mean, scale, y_mean, y_scale)
+    return result, network
+
+
+def _check_out(args) -> Path:
+    out = Path(args.out)
+    if out.is_dir():
+        raise InputError(f"--out {args.out} is a directory")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{args.out} already exists; pass --overwrite to replace it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"cannot write {args.out}: directory {parent} does not exist")
+    return out
+
+
+def _cmd_plot(args) -> int:
+    out = _check_out(args)
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise InputError("'cvxnn plot' needs matplotlib (pip install matplotlib)") from None
+    fig = Figure(figsize=tuple(args.size), dpi=args.dpi)
+    fmt = out.suffix[1:].lower()
+    if fmt not in fig.canvas.get_supported_filetypes():
+        raise InputError(
+            f"--out {args.out}: unknown image format {out.suffix or '(none)'!r}; use one of "
+            f"{', '.join(sorted(fig.canvas.get_supported_filetypes()))}"
+        )
+    ax = fig.subplots()
+    from . import plotting
+
+    kind = args.kind
+    if kind == "ellipsoid":
+        if args.dataset is None and args.csv is None:
+            X2 = np.random.default_rng(args.random_state).standard_normal((2, 3))
+            title = f"random 2 x 3 data (seed {args.random_state})"
+        else:
+            X, _, names, _ = _plot_table(args, need_target=False)
+            if args.features is not None:
+                X, _ = _select_features(X, names, args.features, len(args.features), "ellipsoid")
+            rows = [0, 1] if args.rows is None else list(args.rows)
+            if any(r < 0 or r >= X.shape[0] for r in rows) or rows[0] == rows[1]:
+                raise InputError(f"--rows must be two distinct rows in [0, {X.shape[0]}), "
+                                 f"got {rows}")
+            X2 = X[rows]
+            title = f"rows {rows[0]} and {rows[1]}"
+        plotting.plot_rectified_ellipsoid(X2, ax=ax)
+        ax.set_title(f"rectified ellipsoid: {title}", fontsize="small")
+    elif kind == "spline":
+        X, y, names, task = _plot_table(args, need_target=True)
+        x1, used = _select_features(X, names, args.features, 1, "spline")
+        try:
+            from .spline1d import spline1d
+        except ImportError:
+            raise InputError("this cvxnn installation has no cvxnn.spline1d") from None
+        classification = task == "classification"
+        loss = args.loss or ("logistic" if classification else "squared")
+        if loss not in ("squared", "logistic"):
+            raise InputError(f"spline supports --loss squared or logistic, got {loss}")
+        if classification and len(np.unique(np.asarray(y).astype(str))) != 2:
+            raise InputError("spline classification needs exactly two classes")
+        bias = args.spline_bias or ("regularized" if args.bias else "none")
+        sp = spline1d(x1[:, 0], y, args.alpha, bias=bias, loss=loss,
+                      random_state=args.random_state)
+        plotting.plot_spline1d(sp, ax=ax)
+        ax.set_xlabel(used[0])
+        ax.set_title(f"spline1d (bias={bias}, alpha={args.alpha:g}): {sp.n_knots} knots",
+                     fontsize="small")
+    elif kind == "regions":
+        X, y, names, task = _plot_table(args, need_target=True)
+        X2, used = _select_features(X, names, args.features, 2, "regions")
+        result, network = _plot_fit(args, X2, y, task)
+        yplot = np.asarray(y) if task == "classification" else np.asarray(y, dtype=float)
+        plotting.plot_decision_regions(network, X2, yplot, ax=ax)
+        ax.set_xlabel(used[0])
+        ax.set_ylabel(used[1])
+        ax.set_title(f"{args.formulation}, alpha={args.alpha:g}: {network.n_neurons} neurons, "
+                     f"relative gap {result.relative_gap:.1e}", fontsize="small")
+    else:  # convergence
+        X, y, names, task = _plot_table(args, need_target=True)
+        if args.features is not None:
+            X, _ = _select_features(X, names, args.features, len(args.features), "convergence")
+        result, _ = _plot_fit(args, X, y, task)
+        plotting.plot_convergence(result, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out, dpi=args.dpi)
+    print(f"wrote {out}")
     return EXIT_OK
 
 

@@ -99,6 +99,8 @@ class _ConvexReLUBase(BaseEstimator):
             raise ValueError(f"max_iter must be None or an integer >= 1, got {self.max_iter!r}")
         if not isinstance(self.verbose, (numbers.Integral, bool)) or self.verbose < 0:
             raise ValueError(f"verbose must be an integer >= 0, got {self.verbose!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be None or a callable, got {self.callback!r}")
 
     def _fit_solve(self, X: np.ndarray, y: np.ndarray, classification: bool):
         result = _solve(
@@ -117,6 +119,7 @@ class _ConvexReLUBase(BaseEstimator):
             classification=classification,
             patterns=self.patterns,
             search_options=self.search_options,
+            callback=self.callback,
         )
         self.network_ = result.network
         self.objective_ = float(result.objective)
@@ -133,6 +136,7 @@ class _ConvexReLUBase(BaseEstimator):
         )
         self.certified_over_ = result.certified_over
         self.search_ = result.search
+        self.stopped_ = result.stopped
         return result
 
     def _outputs(self, X) -> np.ndarray:
@@ -190,6 +194,14 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         gated one.
     search_options : dict or None, default=None
         Options of the pattern search (:func:`cvxnn.cutting_plane`).
+    callback : callable or None, default=None
+        Progress callback of :func:`cvxnn.solve`, called at every certificate
+        evaluation with a read-only info (``iteration``, ``time``, ``objective``,
+        ``relative_gap``, ``constraint_violation``, ``solver``); returning
+        ``True`` stops the fit at the best iterate so far (``converged_`` is
+        then ``False`` and ``stopped_`` is ``"callback"``).  Ctrl-C during
+        ``fit`` likewise keeps the best iterate (``stopped_`` is
+        ``"keyboard_interrupt"``, with a warning).
 
     Attributes
     ----------
@@ -220,6 +232,9 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         What the gap certifies (all patterns, or the sampled/searched ones).
     search_ : dict or None
         Pattern-search record (rounds, bound over all patterns, stop reason).
+    stopped_ : str or None
+        ``"callback"`` or ``"keyboard_interrupt"`` when the solve was stopped
+        early at its best iterate, else ``None``.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -255,6 +270,7 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         verbose=0,
         patterns="auto",
         search_options=None,
+        callback=None,
     ):
         self.alpha = alpha
         self.formulation = formulation
@@ -268,6 +284,7 @@ class ConvexReLURegressor(RegressorMixin, _ConvexReLUBase):
         self.verbose = verbose
         self.patterns = patterns
         self.search_options = search_options
+        self.callback = callback
 
     def fit(self, X, y):
         """Fit the network by solving the convex program.
@@ -360,6 +377,14 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexReLUBase):
         gated one.
     search_options : dict or None, default=None
         Options of the pattern search (:func:`cvxnn.cutting_plane`).
+    callback : callable or None, default=None
+        Progress callback of :func:`cvxnn.solve`, called at every certificate
+        evaluation with a read-only info (``iteration``, ``time``, ``objective``,
+        ``relative_gap``, ``constraint_violation``, ``solver``); returning
+        ``True`` stops the fit at the best iterate so far (``converged_`` is
+        then ``False`` and ``stopped_`` is ``"callback"``).  Ctrl-C during
+        ``fit`` likewise keeps the best iterate (``stopped_`` is
+        ``"keyboard_interrupt"``, with a warning).
 
     Attributes
     ----------
@@ -368,7 +393,7 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexReLUBase):
     network_ : TwoLayerReLU or GatedTwoLayerReLU
         The recovered network (its ``classes`` are ``classes_``).
     objective_, gap_, relative_gap_, converged_, n_iter_, n_active_, n_neurons_, \
-gates_, fit_time_, constraint_violation_, n_features_in_, feature_names_in_
+gates_, fit_time_, constraint_violation_, stopped_, n_features_in_, feature_names_in_
         As in :class:`ConvexReLURegressor`.
 
     Examples
@@ -399,6 +424,7 @@ gates_, fit_time_, constraint_violation_, n_features_in_, feature_names_in_
         verbose=0,
         patterns="auto",
         search_options=None,
+        callback=None,
     ):
         self.alpha = alpha
         self.formulation = formulation
@@ -412,6 +438,7 @@ gates_, fit_time_, constraint_violation_, n_features_in_, feature_names_in_
         self.verbose = verbose
         self.patterns = patterns
         self.search_options = search_options
+        self.callback = callback
 
     def fit(self, X, y):
         """Fit the network by solving the convex program.

@@ -830,6 +830,83 @@ class TwoLayerReLU:
                 os.unlink(tmp)
         return path
 
+    # ---------------------------------------------------------------- torch
+    def to_torch(self, dtype=None, device=None):
+        """The network as a PyTorch module (needs ``cvxnn[torch]``).
+
+        Returns ``torch.nn.Sequential(Linear(d, m, bias=self.bias), ReLU(),
+        Linear(m, c, bias=False))`` with the weights copied: its output on a
+        tensor ``X`` of shape ``(n, d)`` is :meth:`forward` (shape ``(n, c)``),
+        the raw scores (no softmax or sigmoid).  ``classes`` and ``loss`` are
+        not carried; :meth:`from_torch` takes them back.
+
+        Parameters
+        ----------
+        dtype : torch.dtype or str, optional
+            Parameter precision; default the network's (float32 or float64).
+        device : str or torch.device, optional
+            Where the parameters live; default the CPU.
+
+        Returns
+        -------
+        torch.nn.Sequential
+        """
+        import torch
+
+        if dtype is None:
+            dtype = np.dtype(self.dtype).name
+        if not isinstance(dtype, torch.dtype):
+            name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+            if name not in ("float16", "bfloat16", "float32", "float64"):
+                raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+            dtype = getattr(torch, name)
+        m, d, c = self.n_neurons, self.n_features_in, self.n_outputs
+        kw = {"dtype": dtype, "device": device}
+        first = torch.nn.Linear(d, m, bias=self.bias, **kw)
+        second = torch.nn.Linear(m, c, bias=False, **kw)
+        with torch.no_grad():
+            first.weight.copy_(torch.as_tensor(np.array(self.W1)))
+            if self.bias:
+                first.bias.copy_(torch.as_tensor(np.array(self.b1)))
+            second.weight.copy_(torch.as_tensor(np.array(self.W2).T))
+        return torch.nn.Sequential(first, torch.nn.ReLU(), second)
+
+    @classmethod
+    def from_torch(cls, module, classes=None, loss: str | Loss = "squared") -> "TwoLayerReLU":
+        """Network from a PyTorch ``Linear -> ReLU -> Linear`` module.
+
+        Accepts the output of :meth:`to_torch`, or any module whose leaf modules
+        are, in order, ``Linear(d, m)`` (with or without bias), ``ReLU`` and
+        ``Linear(m, c)`` without bias (a zero output bias is accepted; a non-zero
+        one is refused: cvxnn's networks have no output bias).  The weights are
+        copied as float64.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+        classes : array of shape (K,), optional
+            Class labels, as in :class:`TwoLayerReLU`.
+        loss : {"squared", "logistic", "cross_entropy"}, default="squared"
+
+        Returns
+        -------
+        TwoLayerReLU
+        """
+        if issubclass(cls, GatedTwoLayerReLU):
+            raise TypeError("a torch Linear-ReLU-Linear module is a ReLU network; use "
+                            "TwoLayerReLU.from_torch (gated networks have fixed gates)")
+        if not (hasattr(module, "modules") and hasattr(module, "parameters")):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        from .certify import _from_torch
+
+        try:
+            W1, b1, W2 = _from_torch(module)
+        except ValueError as exc:
+            msg = str(exc)
+            raise ValueError("module" + msg[len("network"):] if msg.startswith("network:")
+                             else msg) from None
+        return TwoLayerReLU(W1, b1, W2, classes=classes, loss=loss)
+
     # ------------------------------------------------------------- recovery
     @classmethod
     def from_relu(cls, V, W, *, bias: bool, classes=None, loss: str | Loss = "squared",
@@ -924,6 +1001,20 @@ class GatedTwoLayerReLU(TwoLayerReLU):
         # same unit direction and exactly the same gate (units recovered from
         # one pattern share their gate bit for bit)
         return np.hstack([_direction_key(Aunit), self.gates[keep].astype(np.float64) + 0.0])
+
+    def to_torch(self, dtype=None, device=None):
+        """Not available: a gated unit is not a ReLU of its own pre-activation.
+
+        Raises ``TypeError``.  Convert the solution to a ReLU network first
+        (``SolveResult.to_relu(X)``, cone decomposition), then call
+        :meth:`TwoLayerReLU.to_torch`.
+        """
+        raise TypeError(
+            "GatedTwoLayerReLU.to_torch: a gated network multiplies each unit's linear "
+            "response by a fixed gate 1[xa^T g > 0], which no torch Linear-ReLU-Linear "
+            "module represents; convert it to a ReLU network first with "
+            "SolveResult.to_relu(X) and call to_torch on that network"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

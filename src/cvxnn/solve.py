@@ -10,9 +10,12 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from ._control import (ACTIVE_SEARCH, SearchControl, SearchStopped, SolveInterruptedWarning,
+                       SolveMonitor, check_callback)
 from ._data import augment, check_alpha, check_X, check_y, encode_targets
 from .losses import LOSSES
 from .network import network_from_gated, network_from_relu
+from .memory import check_memory, memory_limit_scope, parse_bytes
 from .patterns import compute_masks, enumerate_patterns, sample_gates
 from .problems import Gap, GatedReLUProblem, ReLUProblem, group_norms
 
@@ -54,6 +57,12 @@ class SolveResult:
     search : dict or None
         Pattern-search record (``patterns="search"``): rounds, the bound over
         all patterns and whether it is certified; see :func:`cvxnn.cutting_plane`.
+    interrupted : bool
+        ``True`` when the solve was interrupted (Ctrl-C): the result holds the best
+        iterate reached, with a certificate computed for it (``converged=False``).
+    stopped : str or None
+        ``"callback"`` (the progress callback asked to stop), ``"keyboard_interrupt"``
+        or ``None`` (the solver ended by itself).
     """
 
     network: object
@@ -77,6 +86,8 @@ class SolveResult:
     dual_bound: float = float("nan")
     history: list = field(default_factory=list)
     search: dict | None = None
+    interrupted: bool = False
+    stopped: str | None = None
 
     def to_relu(self, X, method="exact", **kwargs):
         """ReLU network with the same training predictions, by cone decomposition.
@@ -130,7 +141,7 @@ def _check_gates(gates, X, bias):
 def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n_gates=100,
           bias=True, solver="auto", tol=1e-6, max_iter=None, random_state=None, verbose=0,
           classification=None, warm_start=None, dtype="float64", device=None,
-          time_limit=None, patterns="auto", search_options=None) -> SolveResult:
+          time_limit=None, patterns="auto", search_options=None, memory_limit=None, callback=None) -> SolveResult:
     """Train a two-layer ReLU network by solving its convex reformulation.
 
     Objective (one convention everywhere; ``c`` outputs, blocks per pattern and output)::
@@ -154,7 +165,8 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         on labels when ``classification=True`` or ``y`` is non-numeric: two classes
         map to -1/+1, more to one-hot).
     alpha : float, default=1e-3
-        Weight-decay strength (>= 0).
+        Weight-decay strength (> 0; see :func:`cvxnn.spline1d` and :mod:`cvxnn.closed_form` for
+        minimum-norm interpolants at alpha = 0).
     formulation : {"relu", "gated"}, default="relu"
     loss : {"squared", "logistic", "cross_entropy"}, default="squared"
     gates : array of shape (d, P) or (d + 1, P), or "enumerate", default=None
@@ -194,6 +206,14 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         Wall-clock budget in seconds for the first-order solver (``solver="fista"``,
         float32 or ``device``); it stops at the next gap check after the budget and
         reports the gap reached.  With ``patterns="search"`` it bounds the search.
+    memory_limit : int, str or False, optional
+        Refuse the solve with :class:`cvxnn.memory.InsufficientMemoryError` (a
+        ``MemoryError`` naming the options that fit, e.g. fewer gates) when its
+        estimated peak memory (:func:`cvxnn.memory.estimate_memory`) exceeds this
+        many bytes (``"4GB"`` strings accepted).  Default: the environment variable
+        ``CVXNN_MEMORY_LIMIT``, else the memory available on the machine; ``False``
+        skips the check.  With ``patterns="search"`` it applies to every restricted
+        program the search solves.
     patterns : {"auto", "search", "sampled", "enumerate"}, default="auto"
         Which activation patterns the program uses.  ``"search"`` starts from the
         sampled (or given) gates and adds the patterns of units that violate the
@@ -207,10 +227,31 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     search_options : dict, optional
         Extra keyword arguments for :func:`cvxnn.cutting_plane` (``max_rounds``,
         ``max_patterns``, ``oracle``, ``max_add``...).
+    callback : callable, optional
+        ``callback(info)`` is called at every certificate evaluation of the native
+        solvers with a read-only :class:`cvxnn._control.ProgressInfo` (``iteration``,
+        ``time``, ``objective``, ``relative_gap``, ``constraint_violation``,
+        ``solver``; also readable as ``info["objective"]``).  Returning ``True`` (or
+        raising ``StopIteration``) stops the solve: the result holds the best iterate
+        with a certificate recomputed for it, ``converged=False`` and
+        ``stopped="callback"``.  With ``patterns="search"`` it is called by each
+        restricted solve, and stopping returns the best restricted solution so far.
+        Not called by the cvxpy solvers.
 
     Returns
     -------
     SolveResult
+
+    Notes
+    -----
+    Ctrl-C (``KeyboardInterrupt``) during a native solve does not lose the work:
+    ``solve`` returns the best iterate so far with a freshly computed (valid)
+    certificate, ``interrupted=True`` and ``converged=False``, and emits a
+    :class:`~cvxnn._control.SolveInterruptedWarning`.  A second Ctrl-C propagates:
+    while that certificate is computed, or within 5 seconds of the first (so that
+    pressing Ctrl-C twice also stops a loop of solves).  With ``patterns="search"`` the best
+    restricted program solved so far is returned (the interrupt propagates when
+    none has finished yet, e.g. during the unit phase).
     """
     t0 = time.perf_counter()
     formulation = _check_choice(formulation, "formulation", FORMULATIONS)
@@ -219,6 +260,12 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     X = check_X(X, "X", min_samples=2)
     y = check_y(y, X.shape[0], "y")
     alpha = check_alpha(alpha)
+    if alpha == 0:
+        raise ValueError(
+            "alpha must be > 0 for cvxnn.solve: at alpha=0 the program is unregularised "
+            "interpolation, whose group-norm dual gives no certificate; use a small alpha "
+            "(e.g. 1e-6 * cvxnn.alpha_max(X, y)), or the minimum-norm interpolants of "
+            "cvxnn.spline1d(x, y, alpha=0) (1-D data) and cvxnn.closed_form (whitened data)")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (tol > 0):
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     if max_iter is None:
@@ -229,6 +276,10 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         raise TypeError(f"bias must be True or False, got {bias!r}")
     if loss != "squared" and classification is False:
         raise ValueError(f"loss={loss!r} is a classification loss; classification=False is invalid")
+    callback = check_callback(callback)
+    outer_search = ACTIVE_SEARCH.get()   # set when this solve runs inside a pattern search
+    if outer_search is not None and callback is None:
+        callback = outer_search.callback
     if solver == "fista" and formulation == "relu":
         raise ValueError("solver='fista' solves the gated program; use 'al' or 'auto' for formulation='relu'")
     if solver == "al" and formulation == "gated":
@@ -246,6 +297,8 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
             raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
 
+    if memory_limit is not False:
+        parse_bytes(memory_limit, "memory_limit")   # validate early (None passes)
     patterns = _check_choice(patterns, "patterns", ("auto", "search", "sampled", "enumerate"))
     if patterns == "enumerate":
         if gates is not None and not (isinstance(gates, str) and gates == "enumerate"):
@@ -268,10 +321,24 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         opts = dict(search_options or {})
         if time_limit is not None:
             opts.setdefault("time_limit", time_limit)
-        return cutting_plane(X, y, alpha, formulation=formulation, loss=loss, gates=gates,
-                             n_gates=n_gates, bias=bias, solver=solver, tol=tol, max_iter=max_iter,
-                             random_state=random_state, verbose=verbose,
-                             classification=classification, **opts)
+        control = SearchControl(callback)
+        token = ACTIVE_SEARCH.set(control)
+        try:
+            with memory_limit_scope(memory_limit):
+                found = cutting_plane(X, y, alpha, formulation=formulation, loss=loss, gates=gates,
+                                     n_gates=n_gates, bias=bias, solver=solver, tol=tol,
+                                     max_iter=max_iter, random_state=random_state,
+                                     verbose=verbose, classification=classification, **opts)
+            _warn_search_gap(found, tol)
+            return found
+        except SearchStopped as stop:
+            return _stopped_search(control, stop.result, stop.reason)
+        except KeyboardInterrupt:
+            if control.best_result() is None:
+                raise
+            return _stopped_search(control, None, "keyboard_interrupt")
+        finally:
+            ACTIVE_SEARCH.reset(token)
     elif search_options is not None:
         raise ValueError("search_options is only used with patterns='search'")
 
@@ -287,6 +354,14 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         G = sample_gates(X, n_gates, bias=bias, random_state=random_state)
     else:
         G = _check_gates(gates, X, bias)
+    if G.shape[1] == 0:
+        raise ValueError(
+            f"no activation pattern to solve over: the gates ({'n_gates=' + str(n_gates) if gates is None else 'gates'}) "
+            "activate no sample; increase n_gates or pass gates that activate some samples")
+    # refuse up front (with the options that fit) rather than be killed half way
+    check_memory(X.shape[0], X.shape[1], G.shape[1], Y.shape[1], formulation=formulation,
+                 bias=bias, dtype=dtype, solver="fista" if first_order or solver == "fista"
+                 else "auto", memory_limit=memory_limit)
     D = compute_masks(X, G, bias=bias)
 
     if formulation == "gated":
@@ -300,10 +375,60 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     size = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1]
     with threadpool_limits(limits=1 if size <= SMALL_PROBLEM_SIZE else None, user_api="blas"):
         if first_order:
-            return _solve_first_order(problem, G, D, loss, alpha, bias, tol, max_iter, verbose,
-                                      warm_start, classes, exact, t0, dtype, device, time_limit)
-        return _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_iter,
-                      verbose, warm_start, classes, exact, t0, time_limit)
+            result = _solve_first_order(problem, G, D, loss, alpha, bias, tol, max_iter, verbose,
+                                        warm_start, classes, exact, t0, dtype, device, time_limit,
+                                        callback)
+        else:
+            result = _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol,
+                            max_iter, verbose, warm_start, classes, exact, t0, time_limit,
+                            callback)
+    if outer_search is not None:
+        if result.stopped is not None:
+            raise SearchStopped(result, result.stopped)
+        outer_search.record(result)
+    elif result.interrupted:
+        _warn_interrupted(result)
+    return result
+
+
+def _warn_search_gap(result, tol):
+    """A pattern search that ends above ``tol`` says so (never a silent weak certificate)."""
+    gap = result.relative_gap
+    if result.converged and np.isfinite(gap) and gap <= tol:
+        return
+    info = result.search or {}
+    what = ("certified" if info.get("exact") else "estimated by the heuristic oracle")
+    warnings.warn(
+        f"cvxnn.solve (patterns='search') did not reach tol={tol:g}: relative duality gap "
+        f"{gap:.3e} over {result.certified_over} ({what}; search stopped: "
+        f"{info.get('stopped', 'unknown')}).  The objective {result.objective:.10g} is "
+        "attained by the returned network; badly scaled features (column scales far "
+        "apart) are a common cause: standardise X", ConvergenceWarning, stacklevel=3)
+
+
+def _warn_interrupted(result):
+    warnings.warn(
+        f"cvxnn.solve was interrupted (KeyboardInterrupt): returning the best iterate reached "
+        f"(objective {result.objective:.10g}, relative duality gap {result.relative_gap:.3e}, "
+        f"certified over {result.certified_over})", SolveInterruptedWarning, stacklevel=3)
+
+
+def _stopped_search(control, extra, reason):
+    """Best restricted solution of a pattern search stopped by the callback or Ctrl-C."""
+    res = control.best_result(extra)
+    P = res.gates.shape[1]
+    res.converged = False
+    res.stopped = reason
+    res.interrupted = reason == "keyboard_interrupt"
+    res.certified_over = (f"the {P} activation patterns of the best restricted program solved "
+                          f"before the pattern search was stopped ({reason}); not a certificate "
+                          "over all patterns")
+    res.search = {"stopped": reason, "n_patterns": int(P), "exact": False,
+                  "relative_gap": float("nan"), "lower_bound": float("nan"),
+                  "n_restricted_solves": len(control.results) + (extra is not None)}
+    if res.interrupted:
+        _warn_interrupted(res)
+    return res
 
 
 def _check_dtype(dtype):
@@ -317,7 +442,7 @@ def _check_dtype(dtype):
 
 
 def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbose, warm_start,
-                       classes, exact, t0, dtype, device, time_limit):
+                       classes, exact, t0, dtype, device, time_limit, callback=None):
     """Gated program by FISTA in float32 and/or on a torch device; float64 certificate."""
     from .solvers.gated import solve_gated_fista
 
@@ -332,8 +457,14 @@ def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbos
         work = problem64
     U0 = None if warm_start is None else warm_start.get("U")
     big = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1] > 1e9
-    out = solve_gated_fista(work, U0, tol=tol, max_iter=max_iter, verbose=verbose,
-                            n_power=3 if big else 8, time_limit=time_limit)
+    used = "fista" if device is None else f"fista[torch:{work.device}]"
+    monitor = SolveMonitor(callback, used, t0)
+    with monitor.guard():
+        out = solve_gated_fista(work, U0, tol=tol, max_iter=max_iter, verbose=verbose,
+                                n_power=3 if big else 8, time_limit=time_limit, monitor=monitor)
+    if monitor.stopped is not None:
+        return _stopped_result(problem64, "gated", monitor, U0, G, loss, alpha, bias, classes,
+                               exact, tol, t0)
     U = work.to_numpy(out["U"])
     # the certificate is always evaluated in float64 on the host
     if work is problem64:
@@ -347,8 +478,7 @@ def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbos
                           max(gap.primal - dual, 0.0) / max(abs(gap.primal), 1e-300), gap.dual_scale)
     converged = gap.relative_gap <= tol
     return _finish("gated", U, gap, out["n_iter"], converged, out["history"], 0.0, G, loss,
-                   alpha, bias, classes, exact, tol, t0,
-                   "fista" if device is None else f"fista[torch:{work.device}]")
+                   alpha, bias, classes, exact, tol, t0, used)
 
 
 #: problems with n * d * P * c at most this size are solved with one BLAS thread
@@ -356,7 +486,7 @@ SMALL_PROBLEM_SIZE = 50_000_000
 
 
 def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_iter, verbose,
-           warm_start, classes, exact, t0, time_limit=None):
+           warm_start, classes, exact, t0, time_limit=None, callback=None):
     Xa, Y = problem.Xa, problem.Y
     history: list = []
     violation = 0.0
@@ -378,37 +508,48 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
         used = "clarabel"
     elif formulation == "gated":
         U0 = None if warm_start is None else warm_start.get("U")
-        if solver == "fista":
-            from .solvers.gated import solve_gated_fista
+        used = "fista" if solver == "fista" else "working_set"
+        monitor = SolveMonitor(callback, used, t0)
+        with monitor.guard():
+            if solver == "fista":
+                from .solvers.gated import solve_gated_fista
 
-            out = solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose,
-                                    time_limit=time_limit)
-        else:
-            out = _solve_native_gated(problem, U0, tol, max_iter, verbose)
+                out = solve_gated_fista(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose,
+                                        time_limit=time_limit, monitor=monitor)
+            else:
+                out = _solve_native_gated(problem, U0, tol, max_iter, verbose, monitor)
+        if monitor.stopped is not None:
+            return _stopped_result(problem, "gated", monitor, U0, G, loss, alpha, bias, classes,
+                                   exact, tol, t0)
         U, gap, n_iter, converged, history = (out["U"], out["gap"], out["n_iter"],
                                               out["converged"], out["history"])
-        used = "fista" if solver == "fista" else "working_set"
     else:
         Q0 = None
         if warm_start is not None and "V" in warm_start:
             Q0 = np.stack([warm_start["V"], warm_start["W"]], axis=1)
-        if solver == "al":
-            from .solvers.al import solve_relu_al_basic
+        used = "al" if solver == "al" else "ipm"
+        monitor = SolveMonitor(callback, used, t0, feasibility_tol=max(tol, 1e-8))
+        with monitor.guard():
+            if solver == "al":
+                from .solvers.al import solve_relu_al_basic
 
-            out = solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
-        else:
-            out = _solve_native_relu(problem, Q0, tol, max_iter, verbose)
+                out = solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter,
+                                          verbose=verbose, monitor=monitor)
+            else:
+                out = _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor)
+        if monitor.stopped is not None:
+            return _stopped_result(problem, "relu", monitor, Q0, G, loss, alpha, bias, classes,
+                                   exact, tol, t0)
         Q, gap, n_iter, converged, history = (out["Q"], out["gap"], out["n_iter"],
                                               out["converged"], out["history"])
         violation = out["violation"]
-        used = "al" if solver == "al" else "ipm"
     weights = U if formulation == "gated" else Q
     return _finish(formulation, weights, gap, n_iter, converged, history, violation, G, loss,
                    alpha, bias, classes, exact, tol, t0, used)
 
 
 def _finish(formulation, W, gap, n_iter, converged, history, violation, G, loss, alpha, bias,
-            classes, exact, tol, t0, used):
+            classes, exact, tol, t0, used, warn=True):
     """Build the network and the :class:`SolveResult` from convex weights ``W``.
 
     ``W`` is ``U`` of shape (d, P, c) for the gated program, ``Q`` of shape
@@ -427,7 +568,7 @@ def _finish(formulation, W, gap, n_iter, converged, history, violation, G, loss,
         weights = {"V": Q[:, 0], "W": Q[:, 1]}
         network = network_from_relu(Q[:, 0], Q[:, 1], bias=bias, classes=classes, loss=loss)
         n_active = int(np.count_nonzero(group_norms(Q)))
-    if not converged:
+    if not converged and warn:
         msg = (f"cvxnn.solve did not reach tol={tol:g}: relative duality gap "
                f"{gap.relative_gap:.3e}")
         if formulation == "relu":
@@ -445,16 +586,17 @@ def _finish(formulation, W, gap, n_iter, converged, history, violation, G, loss,
     )
 
 
-def _solve_native_gated(problem, U0, tol, max_iter, verbose):
+def _solve_native_gated(problem, U0, tol, max_iter, verbose, monitor=None):
     # working-set second-order solver (primal-dual interior point with barrier fallback
     # and an active-set Newton finish, on a growing set of blocks, certified by the
     # full duality gap); see solvers/working_set.py.  max_iter bounds its Newton steps.
     from .solvers.working_set import solve_gated_working_set
 
-    return solve_gated_working_set(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose)
+    return solve_gated_working_set(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose,
+                                   monitor=monitor)
 
 
-def _solve_native_relu(problem, Q0, tol, max_iter, verbose):
+def _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor=None):
     """Native ReLU solver: working-set interior point (``max_iter`` bounds its iterations).
 
     Falls back to the basic augmented Lagrangian for ``alpha = 0`` (no group
@@ -463,7 +605,48 @@ def _solve_native_relu(problem, Q0, tol, max_iter, verbose):
     from .solvers.relu_ipm import solve_relu_ipm, supports_loss
 
     if problem.alpha > 0 and supports_loss(problem.loss):
-        return solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
+        return solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,
+                              monitor=monitor)
     from .solvers.al import solve_relu_al_basic
 
-    return solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose)
+    return solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,
+                               monitor=monitor)
+
+
+def _stopped_result(problem, formulation, monitor, W0, G, loss, alpha, bias, classes, exact,
+                    tol, t0):
+    """Result of a solve stopped by the callback or interrupted: the best iterate, certified anew.
+
+    Candidates are the monitor's best iterate and the starting point (``W0`` or
+    zeros); the one with the lower objective is returned.  For the relu program
+    each candidate is first projected exactly onto the cones of its nonzero
+    blocks, so that the certificate (exact multipliers of every block whose dual
+    constraint fails, :func:`cvxnn.solvers.relu_ipm._certify`) is valid.
+    """
+    shape = problem.shape
+    cands = [] if monitor.best is None else [np.array(monitor.best["weights"], dtype=np.float64)]
+    cands.append(np.zeros(shape) if W0 is None else np.array(W0, dtype=np.float64).reshape(shape))
+    violation = 0.0
+    if formulation == "gated":
+        objs = [problem.objective(U) for U in cands]
+        W = cands[int(np.argmin(objs))]
+        gap = problem.gap(W)
+    else:
+        from .solvers.relu_ipm import _certify, _restore_feasibility
+
+        row_norms = np.sqrt(np.einsum("nd,nd->n", problem.Xa, problem.Xa))
+        for Q in cands:
+            if problem.violation(Q) > 0:
+                _restore_feasibility(problem, Q, np.flatnonzero(group_norms(Q).ravel() > 0),
+                                     row_norms)
+        objs = [problem.objective(Q) for Q in cands]
+        W = cands[int(np.argmin(objs))]
+        A = np.zeros((problem.Xa.shape[0],) + shape[1:])
+        gap = _certify(problem, W, A, problem.predict(W), row_norms)
+        violation = problem.violation(W)
+    result = _finish(formulation, W, gap, monitor.iteration, False, list(monitor.history),
+                     violation, G, loss, alpha, bias, classes, exact, tol, t0, monitor.solver,
+                     warn=False)
+    result.stopped = monitor.stopped
+    result.interrupted = monitor.stopped == "keyboard_interrupt"
+    return result

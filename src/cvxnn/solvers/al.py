@@ -89,7 +89,8 @@ class _ALSubproblem:
 
 
 def solve_relu_al_basic(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=20000, delta0=None,
-                        max_outer=200, check_every=10, verbose=0, callback=None) -> dict:
+                        max_outer=200, check_every=10, verbose=0, callback=None,
+                        monitor=None) -> dict:
     """Minimise the ReLU program with an augmented Lagrangian method.
 
     Parameters
@@ -103,6 +104,9 @@ def solve_relu_al_basic(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=200
         Total budget of FISTA iterations over all subproblems.
     delta0 : float, optional
         Initial penalty; default ``10 * curvature(loss)``.
+    monitor : cvxnn._control.SolveMonitor, optional
+        Called after every outer iteration (best iterate, progress callback);
+        it may raise to stop the solve.
 
     Returns
     -------
@@ -145,6 +149,8 @@ def solve_relu_al_basic(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=200
         gap = problem.gap(Q, A=Gamma, Z=holder["Z"], refine_iter=20)
         viol = problem.violation(Q, holder["XQ"])
         history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
+        if monitor is not None:
+            monitor(total, Q, gap.primal, gap.relative_gap, viol)
         if verbose:
             print(f"[relu al] outer {n_outer:3d} iters {total:6d} objective {gap.primal:.10g} "
                   f"rel. gap {gap.relative_gap:.3e} violation {viol:.3e} delta {delta:.3g}")

@@ -27,7 +27,7 @@ __all__ = ["solve_gated_fista"]
 
 def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=10000,
                       check_every=10, verbose=0, callback=None, n_power=8,
-                      time_limit=None, screen=True, screen_fraction=0.05) -> dict:
+                      time_limit=None, screen=True, screen_fraction=0.05, monitor=None) -> dict:
     """Minimise the gated ReLU program to a relative duality gap ``tol``.
 
     Parameters
@@ -52,6 +52,9 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     screen_fraction : float
         Shrink the problem once at least this fraction of the remaining patterns
         (and at least one) can be screened.
+    monitor : cvxnn._control.SolveMonitor, optional
+        Called at every gap evaluation with the full-problem weights (best
+        iterate, progress callback); it may raise to stop the solve.
 
     Returns
     -------
@@ -77,14 +80,18 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     offset = 0
 
     def check(Ux, Z, k):
-        g, norms = cur.gap(Ux, Z, with_norms=True)
+        g_own, norms = cur.gap(Ux, Z, with_norms=True)
+        g = g_own
         # any dual feasible point bounds the optimum: keep the best one seen
         if g.dual > last["best_dual"]:
             last["best_dual"] = g.dual
             last["dual_point"] = -g.dual_scale * cur.loss.gradient(Z, cur.Y)
-        elif np.isfinite(last["best_dual"]):
+        if last["best_dual"] > g.dual:
             g = _make_gap(g.primal, last["best_dual"], g.dual_scale)
         history.append((offset + k, time.perf_counter() - t0, g.relative_gap, g.primal, 0.0))
+        if monitor is not None:
+            monitor(offset + k, lambda: full.to_numpy(Ux if cur is full else full.embed(Ux, idx, P)),
+                    g.primal, g.relative_gap)
         last["gap"] = g
         last["drop"] = None
         if verbose >= 2 or (verbose and (offset + k) % (check_every * 50) == 0):
@@ -96,7 +103,11 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
             last["timed_out"] = True
             return True, {"gap": g}
         if screen:
-            drop = gap_safe_screen(norms, g.dual_scale, g.gap, cur.alpha, beta, frob[idx]).all(axis=1)
+            # the safe sphere is centred at this iterate's own dual point, so its radius
+            # must come from that point's gap (a better bound from another point would
+            # make the sphere too small)
+            drop = gap_safe_screen(norms, g_own.dual_scale, g_own.gap, cur.alpha, beta,
+                                   frob[idx]).all(axis=1)
             if drop.sum() >= max(1, screen_fraction * idx.size):
                 last["drop"] = drop
                 return True, {"gap": g}

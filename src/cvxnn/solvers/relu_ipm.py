@@ -1311,7 +1311,8 @@ def _compress_rows(problem: ReLUProblem, min_saving=0.1):
 
 
 def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
-                   full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None) -> dict:
+                   full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None,
+                   monitor=None) -> dict:
     """Solve the ReLU program (see :func:`_solve_relu_ipm` for the parameters and results).
 
     Squared-loss problems with duplicate samples are solved on the merged rows
@@ -1322,16 +1323,36 @@ def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, ve
         if comp is None:
             out = _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,
                                   full=full, init_size=init_size, max_rounds=max_rounds,
-                                  callback=callback, ipm_options=ipm_options)
+                                  callback=callback, ipm_options=ipm_options, monitor=monitor)
             return _keep_better_warm_start(problem, Q0, out, tol, verbose)
         red, first, scale = comp
         if verbose:
             print(f"[relu ipm] {problem.Xa.shape[0]} samples merged into {red.Xa.shape[0]} distinct rows")
+        if monitor is not None:
+            monitor = _shifted_monitor(monitor, problem, red)
         out = _solve_relu_ipm(red, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
                               init_size=init_size, max_rounds=max_rounds, callback=callback,
-                              ipm_options=ipm_options)
+                              ipm_options=ipm_options, monitor=monitor)
         return _keep_better_warm_start(problem, Q0, _lift_result(problem, out, first, scale, tol),
                                        tol, verbose)
+
+
+def _shifted_monitor(monitor, problem, red):
+    """Report objectives of the merged problem ``red`` as those of ``problem``.
+
+    The two squared losses differ by a constant (the within-group variance);
+    the weights ``Q`` are the same variables.
+    """
+    Z0 = np.zeros_like(problem.Y)
+    shift = problem.loss.value(Z0, problem.Y) - red.loss.value(np.zeros_like(red.Y), red.Y)
+    tiny = np.finfo(float).tiny
+
+    def shifted(iteration, Q, objective, relative_gap, violation=0.0):
+        gap = relative_gap * max(abs(objective), tiny)
+        obj = objective + shift
+        monitor(iteration, Q, obj, gap / max(abs(obj), tiny), violation)
+
+    return shifted
 
 
 def _keep_better_warm_start(problem, Q0, out, tol, verbose=0):
@@ -1381,7 +1402,8 @@ def _lift_result(problem, out, first, scale, tol):
 
 
 def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
-                    full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None) -> dict:
+                    full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None,
+                    monitor=None) -> dict:
     """Interior-point solver of the ReLU program, with a working set of blocks when large.
 
     Parameters
@@ -1397,6 +1419,9 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
     full : bool, optional
         Put every block in the IPM (default: when one IPM iteration on all blocks is
         cheap enough).
+    monitor : cvxnn._control.SolveMonitor, optional
+        Called with every certified point (``Q``, objective, relative gap,
+        violation): after each round and each polish; it may raise to stop.
 
     Returns
     -------
@@ -1465,6 +1490,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         rho, idx, lam = price_blocks(problem, Theta, row_norms=row_norms)
         Qc, gap, viol, A = finish(Q, None, work, (np.arange(nb), idx, lam))
         history.append((0, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
+        if monitor is not None:
+            monitor(0, Qc, gap.primal, gap.relative_gap, viol)
         if verbose:
             print(f"[relu ipm] warm start: objective {gap.primal:.10g} rel. gap {gap.relative_gap:.3e} "
                   f"violation {viol:.3e}")
@@ -1541,6 +1568,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
                       f"violation {vp:.1e} restricted optimal {restricted_ok}")
             if best.get("gap") is None or gp.relative_gap < best["gap"].relative_gap:
                 best.update(Q=Qp, gap=gp, viol=vp, A=Ap, rho=rho_p, restricted_ok=restricted_ok)
+            if monitor is not None:
+                monitor(total, Qp, gp.primal, gp.relative_gap, vp)
             # all blocks in the working set: only a certified point ends the method
             return (gp.relative_gap <= tol and vp <= tol) or (restricted_ok and work.size < nb)
         return polisher
@@ -1560,6 +1589,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             if best.get("gap") is not None and best["gap"].relative_gap < gap.relative_gap:
                 Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
         history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
+        if monitor is not None:
+            monitor(total, Q, gap.primal, gap.relative_gap, viol)
         if verbose:
             print(f"[relu ipm] full IPM: {res['n_iter']} iterations ({res['status']}) objective "
                   f"{gap.primal:.12g} rel. gap {gap.relative_gap:.3e} violation {viol:.3e} "
@@ -1643,6 +1674,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             rho_o, idx, lam = price_blocks(problem, Theta, others, row_norms=row_norms)
             Q, gap, viol, A = finish(Q, res["zL"], work, (others, idx, lam), res["dual_norms"])
         history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
+        if monitor is not None:
+            monitor(total, Q, gap.primal, gap.relative_gap, viol)
         viol_mask = rho_o > alpha
         if verbose:
             print(f"[relu ipm] round {n_rounds:2d} |W| {work.size:4d} ipm {res['n_iter']:3d} ({res['status']}) "

@@ -80,6 +80,10 @@ from ..problems import GatedReLUProblem
 
 __all__ = ["solve_gated_working_set"]
 
+#: largest side of a dense block-space Newton matrix (8000^2 float64 = 512 MB); larger
+#: systems use preconditioned CG (memory is checked up front by cvxnn.memory)
+MAX_DENSE_SIDE = 8000
+
 #: curvature bound of each loss along one output (majoriser of the block Hessian
 #: in units of ``Xa^T D_i Xa / n``)
 _BETA = {"squared": 1.0, "logistic": 0.25, "cross_entropy": 0.25}
@@ -352,7 +356,7 @@ class _WorkingSetSolver:
     def _hessian(self, A, curv):
         """Loss Hessian on blocks ``A``; for the squared loss the Hessian of the whole
         working set is formed once per working set and sliced."""
-        if self.name != "squared":
+        if self.name != "squared" or len(self.pat) * self.d > MAX_DENSE_SIDE:
             return self._dense_hessian(A, curv)
         if self._hcache is None:
             self._hcache = self._dense_hessian(np.arange(len(self.pat)), curv)
@@ -885,7 +889,7 @@ class _WorkingSetSolver:
         budget = max(self.dense_flops, 400.0 * n * m) if self.dense_flops > 0 else 0.0
         if dual_cost <= budget and 2.0 * dual_cost < primal_cost:
             order.append(woodbury)
-        if primal_cost <= budget:
+        if primal_cost <= budget and m <= MAX_DENSE_SIDE:
             order.append(self._factor_dense)
         if dual_cost <= budget and woodbury not in order:
             order.append(woodbury)
@@ -1126,7 +1130,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
                             max_outer=100, n_init=32, inner_frac=0.25,
                             chunk_bytes=50 * 2 ** 20, dense_flops=None, newton_flops=3e8,
                             kappa=5.0, center=0.1, max_dual_n=3500, method="pd",
-                            verbose=0) -> dict:
+                            verbose=0, monitor=None) -> dict:
     """Minimise the gated ReLU program to a relative duality gap ``tol`` (see module doc).
 
     Parameters
@@ -1165,6 +1169,9 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     verbose : int
         1: one line per round; 2: per restricted iteration; 3: line searches,
         linear-solver residuals.
+    monitor : cvxnn._control.SolveMonitor, optional
+        Called at every gap evaluation (once per round) with ``U``; it may
+        raise to stop the solve.
 
     Returns
     -------
@@ -1199,6 +1206,8 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
         norms = problem.dual_norms(Theta)  # (P, c)
         S.flops += fge
         history.append((n_iter, time.perf_counter() - t0, gap.relative_gap, gap.primal, 0.0))
+        if monitor is not None:
+            monitor(n_iter, U, gap.primal, gap.relative_gap)
         if verbose:
             print(f"[gated ws] round {n_outer:3d}  iter {n_iter:6d}  |W| {int(in_W.sum()):6d}  "
                   f"objective {gap.primal:.10g}  rel. gap {gap.relative_gap:.3e}")
