@@ -337,3 +337,32 @@ def test_fit_pattern_search_and_sampled(capsys):
     assert srch["objective"] <= rep["objective"] * (1 + 1e-9)
     code, out, err = _run(capsys, "fit", "--dataset", "diabetes", "--patterns", "everything")
     _assert_usage_error(code, err, "--patterns")
+
+
+def test_ctrl_c_during_fit_reports_saves_and_exits_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C inside the solve: the best iterate is reported and saved, exit code 130."""
+    import cvxnn.estimators as estimators
+
+    real = estimators._solve
+    calls = {"n": 0}
+
+    def interrupt_on_second_check(info):
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise KeyboardInterrupt
+
+    def solve_with_ctrl_c(*args, **kwargs):
+        kwargs["callback"] = interrupt_on_second_check
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(estimators, "_solve", solve_with_ctrl_c)
+    path = tmp_path / "model.npz"
+    code, out, err = _run(capsys, "fit", "--dataset", "breast_cancer", "--formulation", "gated",
+                          "--solver", "fista", "--save", str(path))
+    assert code == 130
+    assert "warning" in err and "interrupted" in err
+    assert "stopped: keyboard_interrupt" in out
+    assert path.exists()
+    import cvxnn
+
+    assert cvxnn.load(path).n_features_in == 30

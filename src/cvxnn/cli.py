@@ -84,7 +84,9 @@ Exit codes
     ``--alpha``, refusing to overwrite a file.  One line
     ``cvxnn: error: ...`` is printed to stderr, never a traceback.
 130
-    Interrupted (Ctrl-C).
+    Interrupted (Ctrl-C).  During ``cvxnn fit`` the solve stops at its best
+    iterate, which is still certified, reported and saved (``--save``); the exit
+    code is 130 all the same.
 """
 
 from __future__ import annotations
@@ -685,6 +687,7 @@ def _cmd_fit(args) -> int:
         "relative_gap": est.relative_gap_,
         "constraint_violation": est.constraint_violation_,
         "converged": est.converged_,
+        "stopped": getattr(est, "stopped_", None),
         "n_iter": est.n_iter_,
         "n_active": est.n_active_,
         "n_neurons": est.n_neurons_,
@@ -703,7 +706,8 @@ def _cmd_fit(args) -> int:
         print(json.dumps(_jsonable(report), indent=2))
     else:
         _print_report(report)
-    return EXIT_OK
+    # Ctrl-C: the best iterate was reported (and saved); the exit code still says so
+    return EXIT_INTERRUPTED if report["stopped"] == "keyboard_interrupt" else EXIT_OK
 
 
 def _one_line(message) -> str:
@@ -729,7 +733,8 @@ def _print_report(r: dict) -> None:
          if r["standardize"] else "no"),
         ("objective", num(r["objective"], ".10g")),
         ("duality gap", f"{num(r['gap'], '.3e')} (relative {num(r['relative_gap'], '.3e')})"),
-        ("converged", f"{'yes' if r['converged'] else 'no'} ({r['n_iter']} iterations)"),
+        ("converged", f"{'yes' if r['converged'] else 'no'} ({r['n_iter']} iterations)"
+                      + (f", stopped: {r['stopped']}" if r.get("stopped") else "")),
         ("certified over", r["certified_over"]),
     ]
     if r.get("search"):
