@@ -7,11 +7,16 @@ returns a duality-gap certificate.
 
 Main entry points: :func:`solve`, :class:`ConvexReLURegressor`,
 :class:`ConvexReLUClassifier`, :class:`TwoLayerReLU`, :func:`load`,
-:func:`sample_gates`, :func:`enumerate_patterns`, :func:`decompose_solution` (gated
-solution to a ReLU network by cone decomposition), :func:`certify` (optimality
-certificate of any ReLU network), :func:`cutting_plane` / :func:`polish`
-(pattern search with the dual separation oracle), :mod:`cvxnn.closed_form`
-(closed-form optimal networks: whitened, rank-one and spike-free data).
+:func:`sample_gates`, :func:`enumerate_patterns`; :func:`path` and
+:func:`alpha_max` (regularization paths), :class:`ConvexReLURegressorCV` and
+:class:`ConvexReLUClassifierCV` (alpha by cross-validation);
+:func:`decompose_solution` (gated solution to a ReLU network by cone
+decomposition); :func:`certify` (optimality certificate of any ReLU network);
+:func:`cutting_plane` / :func:`polish` (pattern search with the dual separation
+oracle); :mod:`cvxnn.closed_form` (closed-form optimal networks),
+:mod:`cvxnn.spline1d` (exact 1-D networks), :mod:`cvxnn.interpret` (neurons as
+weighted sums of samples), :mod:`cvxnn.plotting`, :mod:`cvxnn.distributed`
+(row-sharded solves) and :mod:`cvxnn.memory` (memory estimates).
 """
 
 from ._control import ProgressInfo, SolveInterruptedWarning
@@ -21,6 +26,7 @@ from .cone_decomposition import ConeDecomposition, cone_decompose, decompose_sol
 from .interpret import kernel_decision_function, min_cardinality, neuron_sample_weights
 from .network import GatedTwoLayerReLU, TwoLayerReLU, load
 from .oracle import OracleResult, separation_oracle
+from .path import PathResult, alpha_max, path
 from .patterns import arrangement_count, compute_masks, enumerate_patterns, sample_gates
 from .search import cutting_plane, polish
 from .solve import SolveResult, solve
@@ -36,6 +42,7 @@ __all__ = [
     "whitened", "rank_one", "spike_free", "is_spike_free", "ClosedFormResult",
     "ProgressInfo", "SolveInterruptedWarning",
     "neuron_sample_weights", "kernel_decision_function", "min_cardinality",
+    "alpha_max", "path", "PathResult", "ConvexReLURegressorCV", "ConvexReLUClassifierCV",
 ]
 
 
@@ -45,4 +52,8 @@ def __getattr__(name):
         from . import estimators
 
         return getattr(estimators, name)
+    if name in ("ConvexReLURegressorCV", "ConvexReLUClassifierCV"):
+        from . import estimators_cv
+
+        return getattr(estimators_cv, name)
     raise AttributeError(f"module 'cvxnn' has no attribute {name!r}")
