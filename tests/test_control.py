@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+import cvxnn
 from cvxnn import ConvexReLURegressor, _control, solve
 from cvxnn._control import ProgressInfo, SolveInterruptedWarning, SolveMonitor
 from cvxnn.losses import get_loss
@@ -312,3 +313,22 @@ def test_progress_objectives_are_those_of_the_original_problem_with_duplicate_ro
         assert info.objective >= p_star * (1 - 1e-6)
     best = min(c.objective for c in calls)
     assert best == pytest.approx(r.objective, rel=1e-7)
+
+
+def test_progress_bar_shows_the_gap_and_keeps_the_result(capsys):
+    """progress=True draws a tqdm bar on stderr and changes nothing in the result."""
+    pytest.importorskip("tqdm")
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((80, 4))
+    y = X[:, 0] - np.abs(X[:, 1])
+    seen = []
+    plain = cvxnn.solve(X, y, 1e-3, formulation="gated", solver="fista", n_gates=10,
+                        random_state=0)
+    shown = cvxnn.solve(X, y, 1e-3, formulation="gated", solver="fista", n_gates=10,
+                        random_state=0, progress=True, callback=seen.append)
+    err = capsys.readouterr().err
+    assert "cvxnn.solve" in err and "100%" in err and "gap" in err
+    assert seen, "the user's callback still runs under the bar"
+    assert shown.objective == plain.objective and shown.relative_gap == plain.relative_gap
+    with pytest.raises(ValueError, match="tol"):
+        cvxnn.solve(X, y, 1e-3, progress=True, tol=-1)

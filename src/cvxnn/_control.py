@@ -110,6 +110,42 @@ def check_callback(callback):
     return callback
 
 
+class ProgressBar:
+    """A tqdm progress bar over the digits of the relative duality gap (``progress=True``).
+
+    The bar runs from 0 % (relative gap 1) to 100 % (relative gap ``tol``) on a log
+    scale, never moves backwards, and shows the objective, the gap and the solver
+    in its postfix.  It is a callback: it chains to the user's ``callback``, whose
+    return value (stop or not) it passes on.  tqdm is imported on creation.
+    """
+
+    def __init__(self, tol, callback=None, desc="cvxnn.solve", file=None):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm ships with the dev/plot extras
+            raise ImportError("progress=True needs tqdm: pip install tqdm") from None
+        self.callback = callback
+        self.digits = max(-np.log10(float(tol)), 1e-12)
+        self.bar = tqdm(total=100, desc=desc, unit="%", file=file, leave=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+        self.done = 0
+
+    def __call__(self, info):
+        gap = info.relative_gap
+        if np.isfinite(gap):
+            frac = 1.0 if gap <= 0 else min(1.0, max(0.0, -np.log10(gap) / self.digits))
+            pos = int(round(100 * frac))
+            if pos > self.done:
+                self.bar.update(pos - self.done)
+                self.done = pos
+        self.bar.set_postfix_str(f"{info.solver} it {info.iteration} objective "
+                                 f"{info.objective:.8g} gap {gap:.2e}", refresh=True)
+        return None if self.callback is None else self.callback(info)
+
+    def close(self):
+        self.bar.close()
+
+
 class SolveMonitor:
     """Best-iterate bookkeeping, user callback and Ctrl-C guard for one native solve.
 

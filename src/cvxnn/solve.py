@@ -10,8 +10,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from ._control import (ACTIVE_SEARCH, SearchControl, SearchStopped, SolveInterruptedWarning,
-                       SolveMonitor, check_callback)
+from ._control import (ACTIVE_SEARCH, ProgressBar, SearchControl, SearchStopped,
+                       SolveInterruptedWarning, SolveMonitor, check_callback)
 from ._data import augment, check_alpha, check_X, check_y, encode_targets
 from .losses import LOSSES
 from .network import network_from_gated, network_from_relu
@@ -141,7 +141,7 @@ def _check_gates(gates, X, bias):
 def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n_gates=100,
           bias=True, solver="auto", tol=1e-6, max_iter=None, random_state=None, verbose=0,
           classification=None, warm_start=None, dtype="float64", device=None,
-          time_limit=None, patterns="auto", search_options=None, memory_limit=None, callback=None) -> SolveResult:
+          time_limit=None, patterns="auto", search_options=None, memory_limit=None, progress=False, callback=None) -> SolveResult:
     """Train a two-layer ReLU network by solving its convex reformulation.
 
     Objective (one convention everywhere; ``c`` outputs, blocks per pattern and output)::
@@ -206,6 +206,9 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
         Wall-clock budget in seconds for the first-order solver (``solver="fista"``,
         float32 or ``device``); it stops at the next gap check after the budget and
         reports the gap reached.  With ``patterns="search"`` it bounds the search.
+    progress : bool, default=False
+        Show a tqdm progress bar (stderr) over the digits of the relative gap, from 1
+        down to ``tol``, with the objective and gap at each certificate evaluation.
     memory_limit : int, str or False, optional
         Refuse the solve with :class:`cvxnn.memory.InsufficientMemoryError` (a
         ``MemoryError`` naming the options that fit, e.g. fewer gates) when its
@@ -253,6 +256,16 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     restricted program solved so far is returned (the interrupt propagates when
     none has finished yet, e.g. during the unit phase).
     """
+    if progress:
+        kwargs = dict(locals())
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (tol > 0):
+            raise ValueError(f"tol must be a positive number, got {tol!r}")
+        bar = ProgressBar(tol, check_callback(callback))
+        kwargs.update(progress=False, callback=bar)
+        try:
+            return solve(**kwargs)
+        finally:
+            bar.close()
     t0 = time.perf_counter()
     formulation = _check_choice(formulation, "formulation", FORMULATIONS)
     loss = _check_choice(loss, "loss", tuple(LOSSES))
