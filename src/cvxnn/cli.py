@@ -1,10 +1,11 @@
-"""Command-line interface: ``cvxnn fit``, ``cvxnn predict`` and ``cvxnn plot``.
+"""Command-line interface: ``cvxnn fit``, ``cvxnn predict``, ``cvxnn plot`` and ``cvxnn path``.
 
 Usage::
 
     cvxnn fit --dataset breast_cancer --gates 50 --save model.npz
     cvxnn fit --csv data.csv --target price --alpha 1e-2 --json
     cvxnn predict model.npz --csv new.csv --output predictions.csv
+    cvxnn path --dataset diabetes --n-alphas 20 --plot path.png
 
 ``cvxnn fit``
     Loads a bundled scikit-learn dataset (``--dataset``: breast_cancer, iris,
@@ -67,6 +68,17 @@ Usage::
     ellipsoid of two rows (``--rows I J``; random data without a source) and
     ``convergence`` the relative duality gap of a solve against time.
     ``--features`` picks columns by name or 0-based index.
+
+``cvxnn path``
+    Reads and splits data like ``cvxnn fit`` (``--test-size`` is the validation
+    part), standardizes with the training statistics (``--standardize``, on by
+    default; objectives and gaps are those of the standardized problem) and
+    calls :func:`cvxnn.path`: a decreasing grid of ``--n-alphas`` points from
+    ``alpha_max`` down to ``--eps * alpha_max``, or ``--alphas A,B,...``, with
+    the ``--gates`` sampled gates shared by every point.  Prints a table (alpha,
+    objective, relative gap, active neurons, time, validation accuracy or R^2)
+    or, with ``--json``, one JSON object with the same columns as lists;
+    ``--plot FILE.png`` draws :func:`cvxnn.plotting.plot_path`.
 
 CSV files are read with pandas when it is installed and with the standard
 ``csv`` module otherwise; the results are the same.
@@ -273,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="class probabilities instead of labels")
     pred.set_defaults(func=_cmd_predict)
     _add_plot_parser(sub)
+    _add_path_parser(sub)
     return parser
 
 
@@ -1089,6 +1102,288 @@ def _cmd_plot(args) -> int:
     fig.savefig(out, dpi=args.dpi)
     print(f"wrote {out}")
     return EXIT_OK
+
+
+# -------------------------------------------------------------------- path
+def _alpha_list(text: str) -> list:
+    """``--alphas a,b,c``: finite numbers > 0, at least one."""
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or any(p == "" for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers > 0 such as 1e-1,1e-2, got {text!r}")
+    return [_positive_float(p) for p in parts]
+
+
+def _eps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not (0.0 < value < 1.0):
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
+    return value
+
+
+def _add_path_parser(sub) -> None:
+    pth = sub.add_parser(
+        "path", help="solve on a decreasing grid of alpha (regularization path)",
+        description="Solve the convex program on a decreasing grid of alpha with shared "
+        "activation patterns (warm starts and screening), print the objective, relative "
+        "duality gap, active neurons and validation score per alpha, and optionally "
+        "draw the path (--plot).",
+    )
+    src = pth.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME",
+                     help="bundled scikit-learn dataset: " + ", ".join(sorted(DATASETS)))
+    src.add_argument("--csv", "--data", dest="csv", metavar="FILE",
+                     help="CSV file with a header row")
+    pth.add_argument("--target", metavar="COLUMN", help="target column of --csv")
+    pth.add_argument("--drop", metavar="COLUMN", action="append", default=[],
+                     help="CSV column to ignore (repeatable)")
+    pth.add_argument("--task", choices=("auto", "regression", "classification"),
+                     default="auto", help="default: auto (as for 'cvxnn fit')")
+    pth.add_argument("--formulation", choices=_FORMULATIONS, default="gated",
+                     help="gated-ReLU relaxation or exact ReLU program on the sampled "
+                     "patterns (default: gated)")
+    pth.add_argument("--loss", choices=_LOSSES, default=None,
+                     help="default: as for 'cvxnn fit'")
+    pth.add_argument("--gates", type=_positive_int, default=100, metavar="N",
+                     help="number of sampled gates, shared by the whole path (default: 100)")
+    pth.add_argument("--n-alphas", type=_positive_int, default=None, metavar="N",
+                     help="grid points from alpha_max down to eps * alpha_max (default: 20)")
+    pth.add_argument("--eps", type=_eps, default=None,
+                     help="alpha_min / alpha_max, in (0, 1) (default: 1e-3)")
+    pth.add_argument("--alphas", type=_alpha_list, default=None, metavar="A,B,...",
+                     help="explicit grid (comma-separated; sorted decreasingly); excludes "
+                     "--n-alphas and --eps")
+    pth.add_argument("--test-size", type=_test_size, default=0.25, metavar="FRACTION",
+                     help="fraction held out for the validation score, 0 for none "
+                     "(default: 0.25)")
+    pth.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True,
+                     help="hidden-layer biases (default: --bias)")
+    pth.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                     help="standardize features (and a regression target) with training "
+                     "statistics, as 'cvxnn fit' does (default: --standardize)")
+    pth.add_argument("--tol", type=_positive_float, default=1e-6,
+                     help="target relative duality gap at every point (default: 1e-6)")
+    pth.add_argument("--max-iter", type=_positive_int, default=None, metavar="N",
+                     help="iteration budget of each solve (default: the solver's)")
+    pth.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
+                     help="start each solve from the previous solution (default: --warm-start)")
+    pth.add_argument("--screening", action=argparse.BooleanOptionalAction, default=True,
+                     help="strong and gap-safe screening rules (warm paths only) "
+                     "(default: --screening)")
+    pth.add_argument("--random-state", type=_seed, default=0, metavar="SEED",
+                     help="seed of the split and of the gates (default: 0)")
+    pth.add_argument("--plot", metavar="OUT", default=None,
+                     help="draw the path (block norms, active neurons, scores) into this "
+                     "image file (.png; any format matplotlib writes)")
+    pth.add_argument("--size", nargs=2, type=_positive_float, default=(7.5, 8.4),
+                     metavar=("W", "H"), help="--plot figure size in inches (default: 7.5 8.4)")
+    pth.add_argument("--dpi", type=_positive_int, default=100,
+                     help="--plot resolution: W*dpi x H*dpi pixels (default: 100)")
+    pth.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    pth.add_argument("--json", action="store_true", help="print one JSON object")
+    pth.add_argument("--verbose", "-v", action="count", default=0,
+                     help="one line per alpha on stderr (-vv: also the solvers' output)")
+    pth.set_defaults(func=_cmd_path)
+
+
+def _check_image_out(name: str, overwrite: bool, option: str):
+    """Validate an image output path before any work: ``(Path, Figure class)``."""
+    out = Path(name)
+    if out.is_dir():
+        raise InputError(f"{option} {name} is a directory")
+    if out.exists() and not overwrite:
+        raise InputError(f"{name} already exists; pass --overwrite to replace it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"cannot write {name}: directory {parent} does not exist")
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise InputError(f"{option} needs matplotlib (pip install matplotlib)") from None
+    supported = Figure().canvas.get_supported_filetypes()
+    if out.suffix[1:].lower() not in supported:
+        raise InputError(
+            f"{option} {name}: unknown image format {out.suffix or '(none)'!r}; use one of "
+            f"{', '.join(sorted(supported))}"
+        )
+    return out, Figure
+
+
+def _split(X, y, test_size: float, random_state: int, classification: bool, source: str):
+    """``train_test_split`` as in ``cvxnn fit`` (stratified when possible)."""
+    from sklearn.model_selection import train_test_split
+
+    n = X.shape[0]
+    if test_size <= 0:
+        return X, y, X[:0], y[:0]
+    n_test = int(math.ceil(test_size * n))
+    if n - n_test < 2 or n_test < 1:
+        raise InputError(f"--test-size {test_size} leaves too few samples to train and "
+                         f"validate ({n} samples in {source})")
+    stratify = None
+    if classification:
+        labels, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and n_test >= len(labels) and n - n_test >= len(labels):
+            stratify = y
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size,
+                                              random_state=random_state, stratify=stratify)
+    return X_tr, y_tr, X_te, y_te
+
+
+def _standardizer(X_tr, y_tr, bias: bool, classification: bool):
+    """Training statistics ``(mean, scale, y_mean, y_scale)`` as in ``cvxnn fit``."""
+    d = X_tr.shape[1]
+    mean = X_tr.mean(axis=0) if bias else np.zeros(d)
+    scale = X_tr.std(axis=0) if bias else np.sqrt(np.mean(X_tr ** 2, axis=0))
+    scale[~(scale > 1e-12 * max(1.0, float(np.abs(X_tr).max(initial=0.0))))] = 1.0
+    y_mean, y_scale = 0.0, 1.0
+    if not classification:
+        yf = np.asarray(y_tr, dtype=np.float64)
+        y_mean = float(yf.mean()) if bias else 0.0
+        y_scale = float(yf.std()) if bias else float(np.sqrt(np.mean(yf ** 2)))
+        if not y_scale > 1e-12 * max(1.0, abs(y_mean)):
+            y_scale = 1.0
+    return mean, scale, y_mean, y_scale
+
+
+def _cmd_path(args) -> int:
+    from .path import path as solve_path
+    from .plotting import path_validation_scores
+
+    if args.alphas is not None and (args.n_alphas is not None or args.eps is not None):
+        raise InputError("--alphas gives the grid; it cannot be combined with --n-alphas or --eps")
+    plot_out = Figure = None
+    if args.plot is not None:
+        plot_out, Figure = _check_image_out(args.plot, args.overwrite, "--plot")
+    if args.dataset is not None:
+        if args.target is not None:
+            raise InputError("--target is only used with --csv")
+        if args.drop:
+            raise InputError("--drop is only used with --csv")
+        X, y, _ = _load_dataset(args.dataset)
+        source = args.dataset
+        task = DATASETS[args.dataset] if args.task == "auto" else args.task
+    else:
+        X, y, _, task = _load_csv_data(args)
+        source = args.csv
+    n, d = X.shape
+    if n < 2:
+        raise InputError(f"{source} has {n} sample(s); at least 2 are needed")
+    classification = task == "classification"
+    loss = _default_loss(args, y, classification)
+
+    X_tr, y_tr, X_va, y_va = _split(X, y, args.test_size, args.random_state, classification,
+                                    source)
+    if args.standardize:
+        mean, scale, y_mean, y_scale = _standardizer(X_tr, y_tr, args.bias, classification)
+    else:
+        mean, scale, y_mean, y_scale = np.zeros(d), np.ones(d), 0.0, 1.0
+    Xs_tr, Xs_va = (X_tr - mean) / scale, (X_va - mean) / scale
+    if classification:
+        ys_tr, ys_va = y_tr, y_va
+    else:
+        ys_tr = (np.asarray(y_tr, dtype=np.float64) - y_mean) / y_scale
+        ys_va = (np.asarray(y_va, dtype=np.float64) - y_mean) / y_scale
+
+    grid = dict(alphas=args.alphas) if args.alphas is not None else dict(
+        n_alphas=20 if args.n_alphas is None else args.n_alphas,
+        eps=1e-3 if args.eps is None else args.eps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # progress goes to stderr so that stdout stays parseable (--json)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = solve_path(
+                Xs_tr, ys_tr, **grid, formulation=args.formulation, loss=loss,
+                n_gates=args.gates, bias=args.bias, tol=args.tol, warm_start=args.warm_start,
+                screening=args.screening, random_state=args.random_state,
+                verbose=2 * min(args.verbose, 1) + max(args.verbose - 1, 0),
+                classification=classification, max_iter=args.max_iter)
+    seen = set()
+    for w in caught:  # one line each, like the errors; repeated ones once
+        text = _one_line(w.message)
+        if text not in seen:
+            seen.add(text)
+            print(f"cvxnn: warning: {text}", file=sys.stderr)
+
+    scores = None
+    score_kind = "accuracy" if classification else "r2"
+    if len(y_va) >= (1 if classification else 2):
+        scores, score_kind = path_validation_scores(result, Xs_va, ys_va)
+
+    if plot_out is not None:
+        from .plotting import plot_path
+
+        fig = Figure(figsize=tuple(args.size), dpi=args.dpi)
+        axes = fig.subplots(3, 1, sharex=True)
+        if scores is None:
+            plot_path(result, axes=axes)
+        else:
+            plot_path(result, X_val=Xs_va, y_val=ys_va, axes=axes)
+        fig.tight_layout()
+        fig.savefig(plot_out, dpi=args.dpi)
+
+    report: dict[str, Any] = {
+        "dataset": source,
+        "task": task,
+        "n_samples": n,
+        "n_train": int(len(y_tr)),
+        "n_validation": int(len(y_va)),
+        "n_features": d,
+        "formulation": args.formulation,
+        "loss": loss,
+        "bias": args.bias,
+        "standardize": args.standardize,
+        "n_gates": args.gates,
+        "tol": args.tol,
+        "warm_start": args.warm_start,
+        "screening": bool(args.screening and args.warm_start),
+        "alpha_max": result.alpha_max,
+        "alphas": result.alphas,
+        "objectives": result.objectives,
+        "gaps": result.gaps,
+        "n_active": result.n_active,
+        "n_kept": result.n_kept,
+        "times": result.times,
+        "total_time": float(result.info.get("total_time", float(np.sum(result.times)))),
+        "score": score_kind,
+        "validation_scores": scores,
+        "plot": None if plot_out is None else str(plot_out),
+    }
+    if args.json:
+        print(json.dumps(_jsonable(report), indent=2))
+    else:
+        _print_path_report(report)
+    return EXIT_OK
+
+
+def _print_path_report(r: dict) -> None:
+    score = "accuracy" if r["score"] == "accuracy" else "R^2"
+    print(f"dataset      {r['dataset']} ({r['task']}): {r['n_samples']} samples "
+          f"({r['n_train']} train, {r['n_validation']} validation), {r['n_features']} features")
+    print(f"program      {r['formulation']}, {r['loss']} loss, {r['n_gates']} sampled gates, "
+          f"bias {'yes' if r['bias'] else 'no'}, standardize {'yes' if r['standardize'] else 'no'}")
+    print(f"alpha_max    {r['alpha_max']:.6g} (the zero network is optimal above it)")
+    print(f"path         {len(r['alphas'])} alphas, warm start "
+          f"{'yes' if r['warm_start'] else 'no'}, screening {'yes' if r['screening'] else 'no'}, "
+          f"{r['total_time']:.2f} s")
+    header = f"{'#':>3}  {'alpha':>11}  {'objective':>14}  {'rel. gap':>9}  {'active':>6}  " \
+             f"{'time (s)':>8}  {'val. ' + score:>14}"
+    print()
+    print(header)
+    print("-" * len(header))
+    vals = r["validation_scores"]
+    for i, a in enumerate(r["alphas"]):
+        gap = r["gaps"][i]
+        gap_s = "nan" if not np.isfinite(gap) else f"{gap:.2e}"
+        v = "n/a" if vals is None or not np.isfinite(vals[i]) else f"{vals[i]:.4f}"
+        print(f"{i:>3}  {a:>11.4e}  {r['objectives'][i]:>14.8g}  {gap_s:>9}  "
+              f"{int(r['n_active'][i]):>6}  {r['times'][i]:>8.3f}  {v:>14}")
+    if r["plot"]:
+        print()
+        print(f"wrote {r['plot']}")
 
 
 # -------------------------------------------------------------------- main

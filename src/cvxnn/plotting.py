@@ -11,6 +11,9 @@ figure is ``ax.figure``).
   rectified set ``Q_X = {(Xu)_+ : ||u|| <= 1}``, ``-Q_X`` and the convex hull of
   their union (math spec 4.1).
 * :func:`plot_convergence`: relative duality gap against time.
+* :func:`plot_path`: a regularization path (block norms, active neurons,
+  objective, gap and validation score against ``alpha``);
+  :func:`plot_path_convergence`: its gaps against cumulative time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from ._data import check_X
 
 __all__ = [
     "plot_spline1d", "plot_decision_regions", "plot_rectified_ellipsoid", "plot_convergence",
-    "clip_line", "rectified_hull",
+    "clip_line", "rectified_hull", "plot_path", "plot_path_convergence", "path_block_norms",
+    "path_validation_scores",
 ]
 
 
@@ -396,5 +400,327 @@ def plot_convergence(result, ax=None, *, x: str = "time"):
     ax.set_xlabel("seconds" if x == "time" else "iteration")
     ax.set_ylabel("relative gap")
     ax.set_title(f"{getattr(result, 'formulation', '')} / {getattr(result, 'solver', '')}")
+    ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+# ---------------------------------------------------------- regularization path
+def _check_path_result(path_result):
+    for attr in ("alphas", "objectives", "gaps", "n_active", "results", "times"):
+        if not hasattr(path_result, attr):
+            raise TypeError(f"path_result must be a cvxnn.PathResult (no attribute {attr!r}), "
+                            f"got {type(path_result).__name__}")
+    alphas = np.asarray(path_result.alphas, dtype=np.float64).ravel()
+    if alphas.size < 1:
+        raise ValueError("path_result has no alphas")
+    if len(path_result.results) != alphas.size:
+        raise ValueError(f"path_result has {alphas.size} alphas but "
+                         f"{len(path_result.results)} results")
+    return alphas
+
+
+def path_block_norms(path_result):
+    """Group norms of every block of the convex weights along a path.
+
+    A block is one column ``weights[key][:, i, k]`` (pattern ``i``, output ``k``)
+    of each weight array of the results (``"U"`` for the gated program, ``"V"``
+    and ``"W"`` for the relu program): the groups of the penalty
+    ``alpha sum ||block||``.
+
+    Parameters
+    ----------
+    path_result : PathResult
+
+    Returns
+    -------
+    norms : ndarray of shape (n_alphas, n_blocks)
+    names : list of str
+        ``"U[i,k]"`` (or ``"V[i,k]"``, ``"W[i,k]"``) per column.
+    """
+    _check_path_result(path_result)
+    rows, names = [], None
+    for r in path_result.results:
+        weights = getattr(r, "weights", None)
+        if not isinstance(weights, dict) or not weights:
+            raise TypeError("every path_result.results[j] must have a weights dict")
+        parts, labels = [], []
+        for key in sorted(weights):
+            A = np.asarray(weights[key], dtype=np.float64)
+            if A.ndim < 2:
+                raise ValueError(f"weights[{key!r}] must have a block axis, got shape {A.shape}")
+            norms = np.sqrt(np.einsum("i...,i...->...", A, A))  # reduce axis 0
+            parts.append(norms.ravel())
+            labels += [f"{key}[{','.join(map(str, ix))}]" for ix in np.ndindex(*norms.shape)]
+        if names is None:
+            names = labels
+        elif labels != names:
+            raise ValueError("the results of path_result have different block layouts")
+        rows.append(np.concatenate(parts))
+    return np.vstack(rows), names
+
+
+def _r2(y, p):
+    """Coefficient of determination, averaged over outputs (NaN for a constant target)."""
+    y = y.reshape(y.shape[0], -1)
+    p = p.reshape(p.shape[0], -1)
+    if p.shape != y.shape:
+        raise ValueError(f"y_val has {y.shape[1]} output(s), the networks predict {p.shape[1]}")
+    ss_res = np.sum((y - p) ** 2, axis=0)
+    ss_tot = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.nan)
+    return float(np.mean(r2))
+
+
+def path_validation_scores(path_result, X_val, y_val):
+    """Validation score of every network of a path.
+
+    Accuracy ``mean(predict(X_val) == y_val)`` for classifiers (networks with
+    ``classes``), otherwise ``R^2 = 1 - sum (y - f)^2 / sum (y - mean y)^2``
+    (averaged over outputs; NaN when ``y_val`` is constant).  ``X_val`` must be
+    in the units the path was solved in (e.g. standardized the same way).
+
+    Parameters
+    ----------
+    path_result : PathResult
+    X_val : array-like of shape (n_val, n_features)
+    y_val : array-like of shape (n_val,) or (n_val, n_outputs)
+
+    Returns
+    -------
+    scores : ndarray of shape (n_alphas,)
+    kind : {"accuracy", "r2"}
+    """
+    _check_path_result(path_result)
+    X_val = check_X(X_val, "X_val").astype(np.float64, copy=False)
+    y_val = np.asarray(y_val)
+    if y_val.ndim not in (1, 2) or y_val.shape[0] != X_val.shape[0]:
+        raise ValueError(f"y_val must have one row per row of X_val ({X_val.shape[0]}), "
+                         f"got shape {y_val.shape}")
+    nets = [getattr(r, "network", None) for r in path_result.results]
+    if any(net is None or not hasattr(net, "predict") for net in nets):
+        raise TypeError("every path_result.results[j] must have a network with predict()")
+    d = getattr(nets[0], "n_features_in", X_val.shape[1])
+    if X_val.shape[1] != d:
+        raise ValueError(f"X_val has {X_val.shape[1]} features, the networks take {d}")
+    classifier = getattr(nets[0], "classes", None) is not None
+    scores = np.empty(len(nets))
+    if classifier:
+        if y_val.ndim != 1:
+            raise ValueError(f"y_val must be 1-D class labels for a classifier, got {y_val.shape}")
+        for j, net in enumerate(nets):
+            pred = np.asarray(net.predict(X_val))
+            scores[j] = float(np.mean(pred == y_val))
+        return scores, "accuracy"
+    if y_val.dtype.kind not in "biuf":
+        raise ValueError(f"y_val must be numeric for regression, got dtype {y_val.dtype}")
+    yv = y_val.astype(np.float64)
+    for j, net in enumerate(nets):
+        scores[j] = _r2(yv, np.asarray(net.predict(X_val), dtype=np.float64))
+    return scores, "r2"
+
+
+_PATH_PANELS = ("norms", "active", "scores")
+
+
+def _alpha_axis(ax, alphas):
+    """Log alpha axis (symlog when a grid point is 0), decreasing from left to right."""
+    if np.all(alphas > 0):
+        ax.set_xscale("log")
+    else:
+        pos = alphas[alphas > 0]
+        ax.set_xscale("symlog", linthresh=float(pos.min()) if pos.size else 1.0)
+    hi, lo = float(alphas.max()), float(alphas.min())
+    if hi > lo:
+        ax.set_xlim(hi, lo)  # alpha decreases to the right (as in lasso path plots)
+    elif not ax.xaxis_inverted():
+        ax.invert_xaxis()
+
+
+def plot_path(path_result, *, X_val=None, y_val=None, axes=None, what=_PATH_PANELS):
+    """Regularization path: block norms, active neurons and scores against ``alpha``.
+
+    ``alpha`` is drawn on a log axis that *decreases from left to right* (as in
+    scikit-learn's lasso path plots): the network grows from the zero network at
+    ``alpha_max`` (left) to the least regularized point (right).
+
+    Panels (in the order of ``what``):
+
+    ``"norms"``
+        the group norm ``||block||`` of every block of the convex weights (see
+        :func:`path_block_norms`), one line per block that is non-zero at some
+        point of the path (the line's label and gid are the block's name);
+    ``"active"``
+        the number of active (non-zero) blocks ``path_result.n_active``;
+    ``"scores"``
+        the training objective ``L + alpha * sum ||block||`` (left axis), the
+        relative duality gap (right, log axis; exact zeros are not drawn) and,
+        with ``X_val, y_val``, the
+        validation accuracy (classifiers) or ``R^2`` (regression) of each
+        point's network (second right axis), see :func:`path_validation_scores`.
+
+    Parameters
+    ----------
+    path_result : PathResult
+        As returned by :func:`cvxnn.path`.
+    X_val : array-like of shape (n_val, n_features), optional
+    y_val : array-like of shape (n_val,) or (n_val, n_outputs), optional
+        Validation data in the units the path was solved in; both or neither.
+    axes : sequence of matplotlib Axes, optional
+        One per panel; default: a new ``pyplot`` figure with the panels stacked
+        and sharing the alpha axis.
+    what : sequence of {"norms", "active", "scores"}, default: all three
+
+    Returns
+    -------
+    ndarray of matplotlib Axes, shape (len(what),)
+    """
+    alphas = _check_path_result(path_result)
+    if isinstance(what, str):
+        what = (what,)
+    what = tuple(what)
+    if not what or any(w not in _PATH_PANELS for w in what) or len(set(what)) != len(what):
+        raise ValueError(f"what must be a non-empty sequence of distinct entries of "
+                         f"{list(_PATH_PANELS)}, got {what!r}")
+    if (X_val is None) != (y_val is None):
+        raise ValueError("pass both X_val and y_val, or neither")
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        fig, axs = plt.subplots(len(what), 1, sharex=True, squeeze=False,
+                                figsize=(7.5, 2.6 * len(what) + 0.6))
+        axes = axs[:, 0]
+        fig.subplots_adjust(left=0.1, right=0.8 if X_val is not None else 0.88, top=0.94,
+                            bottom=0.08, hspace=0.15)
+    else:
+        if hasattr(axes, "plot"):
+            axes = [axes]
+        axes = list(np.asarray(axes, dtype=object).ravel())
+        if len(axes) != len(what):
+            raise ValueError(f"axes must hold one Axes per panel ({len(what)}), got {len(axes)}")
+        for a in axes:
+            _axes(a)
+    scores = kind = None
+    if X_val is not None and "scores" in what:
+        scores, kind = path_validation_scores(path_result, X_val, y_val)
+    for ax, panel in zip(axes, what):
+        if panel == "norms":
+            _path_norms(ax, path_result, alphas)
+        elif panel == "active":
+            _path_active(ax, path_result, alphas)
+        else:
+            _path_scores(ax, path_result, alphas, scores, kind)
+        _alpha_axis(ax, alphas)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes:
+        ax.set_xlabel("alpha (decreasing)" if ax is axes[-1] else "")
+    form = getattr(path_result, "formulation", "")
+    loss = getattr(path_result, "loss", "")
+    axes[0].set_title(f"regularization path ({form}, {loss} loss, {alphas.size} alphas)",
+                      fontsize="medium")
+    return np.asarray(axes, dtype=object)
+
+
+def _path_norms(ax, path_result, alphas):
+    N, names = path_block_norms(path_result)
+    used = np.flatnonzero(np.any(N > 0, axis=0))
+    for j in used:
+        (line,) = ax.plot(alphas, N[:, j], lw=1.0, marker=".", ms=3, label=names[j])
+        line.set_gid(names[j])
+    ax.set_ylabel("block norm")
+    ax.text(0.01, 0.97, f"{used.size} of {N.shape[1]} blocks non-zero somewhere",
+            transform=ax.transAxes, va="top", ha="left", fontsize="small")
+
+
+def _path_active(ax, path_result, alphas):
+    n_active = np.asarray(path_result.n_active, dtype=np.float64)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.plot(alphas, n_active, color="C1", marker="o", ms=4, lw=1.5, label="active neurons")
+    ax.set_ylabel("active neurons")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _path_scores(ax, path_result, alphas, scores, kind):
+    objectives = np.asarray(path_result.objectives, dtype=np.float64)
+    gaps = np.asarray(path_result.gaps, dtype=np.float64)
+    lines = ax.plot(alphas, objectives, color="C0", marker="o", ms=3, lw=1.5,
+                    label="training objective")
+    ax.set_ylabel("objective", color="C0")
+    gax = ax.twinx()
+    # exact zero gaps (the zero network at alpha >= alpha_max) have no place on a log axis
+    lines += gax.semilogy(alphas, np.where(np.isfinite(gaps) & (gaps > 0), gaps, np.nan),
+                          color="C3", ls="--", marker="x", ms=4, lw=1.0,
+                          label="relative duality gap")
+    gax.set_ylabel("relative gap", color="C3")
+    top = gax
+    if scores is not None:
+        sax = ax.twinx()
+        sax.spines["right"].set_position(("axes", 1.13))
+        top = sax
+        name = "validation accuracy" if kind == "accuracy" else "validation R^2"
+        lines += sax.plot(alphas, scores, color="C2", marker="s", ms=3, lw=1.5, label=name)
+        sax.set_ylabel(name, color="C2")
+        if np.any(np.isfinite(scores)):
+            best = int(np.nanargmax(scores))
+            lines.append(ax.axvline(alphas[best], color="C2", lw=0.8, ls=":",
+                                    label=f"best validation (alpha={alphas[best]:.3g})"))
+    # on the top-most twin, so that no line is drawn over the legend
+    top.legend(lines, [ln.get_label() for ln in lines], loc="best", fontsize="small",
+               framealpha=0.9)
+
+
+def plot_path_convergence(path_result, ax=None):
+    """Cost of a path: relative duality gap of each point against cumulative time.
+
+    Every point is drawn at the cumulative wall-clock time at which it was
+    finished (``cumsum(path_result.times)``), at its certified relative gap
+    (points with an exact zero gap as ticks on the bottom edge);
+    where a point's solver recorded a trace (``result.history``), the trace is
+    drawn too, shifted by the time at which that point started.
+
+    Parameters
+    ----------
+    path_result : PathResult
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    alphas = _check_path_result(path_result)
+    times = np.asarray(path_result.times, dtype=np.float64).ravel()
+    gaps = np.asarray(path_result.gaps, dtype=np.float64).ravel()
+    if times.shape != alphas.shape or gaps.shape != alphas.shape:
+        raise ValueError("path_result.times and .gaps must have one entry per alpha")
+    ends = np.cumsum(times)
+    starts = ends - times
+    floor = 1e-17
+    ax = _axes(ax)
+    first = True
+    for r, t0 in zip(path_result.results, starts):
+        hist = getattr(r, "history", None) or []
+        if not len(hist):
+            continue
+        H = np.asarray([tuple(h)[:3] for h in hist], dtype=np.float64)
+        ok = np.isfinite(H[:, 2])
+        if not ok.any():
+            continue
+        ax.semilogy(t0 + H[ok, 1], np.maximum(H[ok, 2], floor), color="0.6", lw=0.8,
+                    drawstyle="steps-post", label="solver traces" if first else None)
+        first = False
+    # exact zero gaps (the zero network) have no place on a log axis: drawn as a tick
+    # at the bottom of the axes
+    ax.semilogy(ends, np.where(np.isfinite(gaps) & (gaps > 0), gaps, np.nan),
+                color="C0", marker="o", ms=4, lw=0, label="path points (final gap)")
+    zero = np.flatnonzero(gaps == 0)
+    if zero.size:
+        ax.plot(ends[zero], np.zeros(zero.size), ls="none", marker="|", ms=12, color="C0",
+                transform=ax.get_xaxis_transform(), label="path points with gap 0")
+    ax.set_xlabel("cumulative seconds")
+    ax.set_ylabel("relative gap")
+    ax.set_title(f"{getattr(path_result, 'formulation', '')} path: {alphas.size} points, "
+                 f"{float(ends[-1]):.2f} s", fontsize="medium")
     ax.legend(loc="best", fontsize="small")
     return ax
