@@ -29,6 +29,7 @@ from .oracle import OracleResult, separation_oracle
 from .path import PathResult, alpha_max, path
 from .patterns import arrangement_count, compute_masks, enumerate_patterns, sample_gates
 from .search import cutting_plane, polish
+from .spline1d import Spline1D, spline1d
 from .solve import SolveResult, solve
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "ProgressInfo", "SolveInterruptedWarning",
     "neuron_sample_weights", "kernel_decision_function", "min_cardinality",
     "alpha_max", "path", "PathResult", "ConvexReLURegressorCV", "ConvexReLUClassifierCV",
+    "spline1d", "Spline1D",
 ]
 
 
