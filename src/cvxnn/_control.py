@@ -100,6 +100,7 @@ class ProgressInfo:
         return getattr(self, key)
 
     def keys(self):
+        """Field names, so that ``dict(info)`` works."""
         return tuple(self.__dataclass_fields__)
 
 

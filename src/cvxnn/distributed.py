@@ -272,9 +272,11 @@ class ShardedGatedProblem:
         return buf[:-1].reshape(self.shape), float(buf[-1])
 
     def penalty(self, U):
+        """``alpha * sum_{i,k} ||U[:, i, k]||`` (the weights are the same on every rank)."""
         return self.alpha * float(group_norms(U).sum(dtype=np.float64))
 
     def prox(self, U, step):
+        """Proximal map of ``step * penalty``: block soft-thresholding."""
         return group_soft_threshold(U, step * self.alpha)
 
     def block_frobenius(self):

@@ -112,6 +112,7 @@ class NeuronSampleWeights:
 
     @property
     def n_neurons(self) -> int:
+        """Number of neurons ``m`` (rows of ``sample_weights``)."""
         return self.sample_weights.shape[0]
 
     @property

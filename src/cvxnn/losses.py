@@ -34,12 +34,15 @@ class Loss:
     gives_probabilities: bool = False
 
     def value(self, Z: np.ndarray, Y: np.ndarray) -> float:  # pragma: no cover - abstract
+        """Loss ``L(Z, Y)`` (a mean over the ``n`` samples) of predictions ``Z`` (n, c)."""
         raise NotImplementedError
 
     def gradient(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """Gradient of :meth:`value` with respect to ``Z``, shape ``(n, c)``."""
         raise NotImplementedError
 
     def value_and_gradient(self, Z: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(value(Z, Y), gradient(Z, Y))``, sharing the work where possible."""
         return self.value(Z, Y), self.gradient(Z, Y)
 
     def dual_value(self, Theta: np.ndarray, Y: np.ndarray) -> float:  # pragma: no cover

@@ -106,6 +106,7 @@ def parse_bytes(value, name: str = "memory_limit") -> int | None:
 
 
 def format_bytes(b: float) -> str:
+    """``b`` bytes as a short decimal string (``"1.2 GB"``, ``"340 MB"``, ``"12 B"``)."""
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if b >= size:
             return f"{b / size:.3g} {unit}"

@@ -329,6 +329,7 @@ class TwoLayerReLU:
 
     @property
     def dtype(self) -> np.dtype:
+        """Floating type of the weights (float32 or float64)."""
         return self.W1.dtype
 
     def _first_layer(self) -> np.ndarray:

@@ -118,6 +118,7 @@ class OracleResult:
 
     @property
     def n_neurons(self) -> int:
+        """Number of units returned (columns of ``directions``)."""
         return int(self.values.size)
 
     def __repr__(self) -> str:
