@@ -633,16 +633,10 @@ def _cmd_fit(args) -> int:
     y_mean, y_scale = 0.0, 1.0
     ys_tr = y_tr
     if args.standardize:
-        mean = X_tr.mean(axis=0) if args.bias else np.zeros(d)
-        scale = X_tr.std(axis=0) if args.bias else np.sqrt(np.mean(X_tr ** 2, axis=0))
-        scale[~(scale > 1e-12 * max(1.0, float(np.abs(X_tr).max(initial=0.0))))] = 1.0
+        mean, scale, y_mean, y_scale = _standardizer(X_tr, y_tr, args.bias, classification)
         Xs_tr = (X_tr - mean) / scale
         if not classification:
             y_tr = np.asarray(y_tr, dtype=np.float64)
-            y_mean = float(y_tr.mean()) if args.bias else 0.0
-            y_scale = float(y_tr.std()) if args.bias else float(np.sqrt(np.mean(y_tr ** 2)))
-            if not y_scale > 1e-12 * max(1.0, abs(y_mean)):
-                y_scale = 1.0
             ys_tr = (y_tr - y_mean) / y_scale
     else:
         mean, scale = np.zeros(d), np.ones(d)
@@ -985,21 +979,13 @@ def _plot_fit(args, X, y, task):
 
     classification = task == "classification"
     loss = _default_loss(args, y, classification)
-    d = X.shape[1]
     y_mean, y_scale = 0.0, 1.0
     yt = y
     if args.standardize:
-        mean = X.mean(axis=0) if args.bias else np.zeros(d)
-        scale = X.std(axis=0) if args.bias else np.sqrt(np.mean(X ** 2, axis=0))
-        scale[~(scale > 1e-12 * max(1.0, float(np.abs(X).max(initial=0.0))))] = 1.0
+        mean, scale, y_mean, y_scale = _standardizer(X, y, args.bias, classification)
         Xs = (X - mean) / scale
         if not classification:
-            yf = np.asarray(y, dtype=np.float64)
-            y_mean = float(yf.mean()) if args.bias else 0.0
-            y_scale = float(yf.std()) if args.bias else float(np.sqrt(np.mean(yf ** 2)))
-            if not y_scale > 1e-12 * max(1.0, abs(y_mean)):
-                y_scale = 1.0
-            yt = (yf - y_mean) / y_scale
+            yt = (np.asarray(y, dtype=np.float64) - y_mean) / y_scale
     else:
         Xs = X
     with warnings.catch_warnings(record=True) as caught:

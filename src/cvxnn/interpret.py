@@ -515,7 +515,6 @@ def min_cardinality(X, y, *, bias: bool = True, max_neurons: int | None = None,
     bits = _bitmask(Dp[:, pat])
     need_pos = int(_bitmask((ys > atol)[:, None])[0])
     need_neg = int(_bitmask((ys < -atol)[:, None])[0])
-    d_aug = Xa.shape[1]
     checked = {}
     n_lps = 0
     if need_pos == 0 and need_neg == 0 and np.all(np.abs(ys) <= atol):
