@@ -16,7 +16,10 @@ decomposition); :func:`certify` (optimality certificate of any ReLU network);
 oracle); :mod:`cvxnn.closed_form` (closed-form optimal networks),
 :mod:`cvxnn.spline1d` (exact 1-D networks), :mod:`cvxnn.interpret` (neurons as
 weighted sums of samples), :mod:`cvxnn.plotting`, :mod:`cvxnn.distributed`
-(row-sharded solves) and :mod:`cvxnn.memory` (memory estimates).
+(row-sharded solves), :mod:`cvxnn.memory` (memory estimates) and
+:mod:`cvxnn.linear` (linear and circular convolutional networks as lasso and
+nuclear-norm programs: :func:`circular_cnn`, :func:`linear_network`,
+:func:`linear_cnn`).
 """
 
 from ._control import ProgressInfo, SolveInterruptedWarning
@@ -24,6 +27,7 @@ from .certify import Certificate, certify
 from .closed_form import ClosedFormResult, is_spike_free, rank_one, spike_free, whitened
 from .cone_decomposition import ConeDecomposition, cone_decompose, decompose_solution
 from .interpret import kernel_decision_function, min_cardinality, neuron_sample_weights
+from .linear import circular_cnn, linear_cnn, linear_network
 from .network import GatedTwoLayerReLU, TwoLayerReLU, load
 from .oracle import OracleResult, separation_oracle
 from .path import PathResult, alpha_max, path
@@ -44,7 +48,7 @@ __all__ = [
     "ProgressInfo", "SolveInterruptedWarning",
     "neuron_sample_weights", "kernel_decision_function", "min_cardinality",
     "alpha_max", "path", "PathResult", "ConvexReLURegressorCV", "ConvexReLUClassifierCV",
-    "spline1d", "Spline1D",
+    "spline1d", "Spline1D", "circular_cnn", "linear_cnn", "linear_network",
 ]
 
 
