@@ -364,3 +364,10 @@ def test_uncertified_gram_solution_falls_back(puma, monkeypatch):
     assert pr.results[-1].solver == "working_set"
     cold = _cold(X, y, pr, formulation="gated")
     np.testing.assert_allclose(pr.objectives, cold, rtol=1e-6)
+
+
+def test_alpha_zero_in_the_grid_is_refused_up_front():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    with pytest.raises(ValueError, match="alphas must be > 0"):
+        path(X, X[:, 0], alphas=[1e-2, 0.0])

@@ -481,9 +481,12 @@ def _validate_grid(alphas, n_alphas, eps, amax):
         return amax * np.geomspace(1.0, eps, int(n_alphas))
     arr = np.asarray(alphas, dtype=np.float64).ravel() if not np.isscalar(alphas) else None
     if arr is None or arr.size < 1:
-        raise ValueError(f"alphas must be a non-empty 1-D sequence of numbers >= 0, got {alphas!r}")
+        raise ValueError(f"alphas must be a non-empty 1-D sequence of numbers > 0, got {alphas!r}")
     for a in arr:
         check_alpha(float(a), "alphas")
+    if np.any(arr == 0):
+        raise ValueError("alphas must be > 0: at alpha=0 there is no certificate "
+                         "(see cvxnn.solve); use a small positive alpha instead")
     return np.sort(arr)[::-1].copy()
 
 
