@@ -22,7 +22,7 @@ from pathlib import Path
 #: when their dependencies are missing)
 MODULES = [
     "cvxnn.path", "cvxnn.estimators_cv", "cvxnn.closed_form", "cvxnn.spline1d",
-    "cvxnn.interpret", "cvxnn.plotting", "cvxnn.linear", "cvxnn.memory", "cvxnn.distributed",
+    "cvxnn.interpret", "cvxnn.plotting", "cvxnn.linear", "cvxnn.cnn", "cvxnn.memory", "cvxnn.distributed",
     "cvxnn.oracle", "cvxnn.search", "cvxnn.certify", "cvxnn.cone_decomposition",
     "cvxnn.patterns", "cvxnn.losses",
 ]

@@ -19,7 +19,8 @@ weighted sums of samples), :mod:`cvxnn.plotting`, :mod:`cvxnn.distributed`
 (row-sharded solves), :mod:`cvxnn.memory` (memory estimates) and
 :mod:`cvxnn.linear` (linear and circular convolutional networks as lasso and
 nuclear-norm programs: :func:`circular_cnn`, :func:`linear_network`,
-:func:`linear_cnn`).
+:func:`linear_cnn`); :mod:`cvxnn.cnn` (two-layer ReLU CNNs as convex programs:
+:func:`solve_cnn`, :class:`ConvexCNNClassifier`, :class:`ConvexCNNRegressor`).
 """
 
 from ._control import ProgressInfo, SolveInterruptedWarning
@@ -49,7 +50,12 @@ __all__ = [
     "neuron_sample_weights", "kernel_decision_function", "min_cardinality",
     "alpha_max", "path", "PathResult", "ConvexReLURegressorCV", "ConvexReLUClassifierCV",
     "spline1d", "Spline1D", "circular_cnn", "linear_cnn", "linear_network",
+    "solve_cnn", "ConvexCNNClassifier", "ConvexCNNRegressor", "TwoLayerReLUCNN",
+    "GatedTwoLayerReLUCNN", "extract_patches",
 ]
+
+_CNN_NAMES = ("solve_cnn", "ConvexCNNClassifier", "ConvexCNNRegressor", "TwoLayerReLUCNN",
+              "GatedTwoLayerReLUCNN", "extract_patches")
 
 
 def __getattr__(name):
@@ -62,4 +68,8 @@ def __getattr__(name):
         from . import estimators_cv
 
         return getattr(estimators_cv, name)
+    if name in _CNN_NAMES:
+        from . import cnn
+
+        return getattr(cnn, name)
     raise AttributeError(f"module 'cvxnn' has no attribute {name!r}")

@@ -173,18 +173,23 @@ class GatedReLUProblem(_GatedCertificates):
         return adjoint(self.Xa, self.D, G)
 
     def smooth_value(self, Z):
+        """Loss ``L(Z, Y)`` at predictions ``Z`` (n, c)."""
         return self.loss.value(Z, self.Y)
 
     def smooth_value_and_gradient(self, Z):
+        """``(L(Z, Y), grad_Z L)``."""
         return self.loss.value_and_gradient(Z, self.Y)
 
     def penalty(self, U):
+        """``alpha * sum_{i,k} ||U[:, i, k]||_2``."""
         return self.alpha * float(group_norms(U).sum(dtype=np.float64))
 
     def prox(self, U, step):
+        """Block soft-thresholding: the proximal map of ``step * penalty``."""
         return group_soft_threshold(U, step * self.alpha)
 
     def objective(self, U, Z=None):
+        """Loss plus penalty at ``U`` (``Z`` = its predictions when already known)."""
         if Z is None:
             Z = self.apply(U)
         return self.smooth_value(Z) + self.penalty(U)
