@@ -230,7 +230,7 @@ def test_nonconvex_training_not_below_convex_optimum():
     yt = torch.tensor(y)
     n = X.shape[0]
     finals = []
-    for seed in range(3):
+    for seed in range(8):       # many random starts, none may end below the optimum
         torch.manual_seed(seed)
         m = 20
         U = torch.nn.Parameter(0.5 * torch.randn(m, 2, dtype=torch.float64))
