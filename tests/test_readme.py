@@ -37,8 +37,8 @@ def test_readme_starts_with_install_and_test_commands():
 def test_readme_python_tour_runs(tmp_path):
     pytest.importorskip("torch")
     python, _ = _tour_blocks()
-    assert len(python) == 1
-    run = subprocess.run([sys.executable, "-c", python[0]], cwd=tmp_path, capture_output=True,
+    assert len(python) == 2
+    run = subprocess.run([sys.executable, "-c", "\n".join(python)], cwd=tmp_path, capture_output=True,
                          text=True, timeout=900, env={"OPENBLAS_NUM_THREADS": "1",
                                                       "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr[-3000:]
