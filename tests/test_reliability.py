@@ -191,7 +191,8 @@ def test_near_duplicate_patterns():
         assert abs(r.objective - ref) <= 1e-6 * abs(ref)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("CVXNN_HYPOTHESIS_EXAMPLES", 30)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(4, 14), d=st.integers(1, 3),
        P=st.integers(1, 6), log_alpha=st.floats(-4, -0.5),
        formulation=st.sampled_from(["gated", "relu"]),
