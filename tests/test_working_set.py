@@ -277,3 +277,22 @@ def test_block_prox_is_the_exact_block_minimiser():
         assert f(v) <= best.fun + 1e-9 * max(1.0, abs(best.fun))
     # ||q|| <= alpha: zero
     assert not np.any(_block_prox(lam, Q, q, 1.01 * np.linalg.norm(q)))
+
+
+def test_duplicate_rows_are_merged_for_the_squared_loss():
+    """Gated squared loss with many duplicate samples: the merged problem gives the same
+    optimum (Clarabel on the original rows) and the callback sees original objectives."""
+    import cvxnn
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((25, 3))
+    X = base[rng.integers(0, 25, 200)]                 # 200 rows, 25 distinct
+    y = X[:, 0] - np.abs(X[:, 1]) + 0.3 * rng.standard_normal(200)   # noisy duplicates
+    seen = []
+    res = cvxnn.solve(X, y, 1e-2, formulation="gated", n_gates=15, random_state=0,
+                      tol=1e-9, callback=seen.append)
+    ref = cvxnn.solve(X, y, 1e-2, formulation="gated", gates=res.gates, solver="clarabel")
+    assert res.relative_gap <= 1e-9
+    assert abs(res.objective - ref.objective) <= 1e-7 * ref.objective
+    assert res.network.objective(X, y, 1e-2) == pytest.approx(res.objective, rel=1e-10)
+    assert seen and seen[-1].objective == pytest.approx(res.objective, rel=1e-8)

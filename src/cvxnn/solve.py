@@ -605,8 +605,59 @@ def _solve_native_gated(problem, U0, tol, max_iter, verbose, monitor=None):
     # full duality gap); see solvers/working_set.py.  max_iter bounds its Newton steps.
     from .solvers.working_set import solve_gated_working_set
 
+    reduced = _merge_duplicate_rows(problem)
+    if reduced is not None:
+        # duplicate samples (same row of Xa and of the masks): solve the merged squared-loss
+        # problem (same minimisers), then certify on the original rows; if that does not
+        # reach tol, finish on the original problem from the merged solution
+        shift = problem.objective(problem.zeros()) - reduced.objective(reduced.zeros())
+        def shifted_monitor(it, W, obj, rel_gap, violation=0.0):
+            # report objectives and gaps of the original problem (a constant apart)
+            tiny = np.finfo(float).tiny
+            gap_abs = rel_gap * max(abs(obj), tiny)
+            monitor(it, W, obj + shift, gap_abs / max(abs(obj + shift), tiny), violation)
+
+        out = solve_gated_working_set(reduced, U0, tol=tol, max_iter=max_iter, verbose=verbose,
+                                      monitor=None if monitor is None else shifted_monitor)
+        gap = problem.gap(out["U"])
+        if gap.relative_gap <= tol:
+            if monitor is not None:
+                monitor(out["n_iter"], out["U"], gap.primal, gap.relative_gap)
+            hist = [(it, t, gap.relative_gap if k == len(out["history"]) - 1 else g, o, v)
+                    for k, (it, t, g, o, v) in enumerate(out["history"])]
+            return dict(out, gap=gap, converged=True, history=hist)
+        U0 = out["U"]
     return solve_gated_working_set(problem, U0, tol=tol, max_iter=max_iter, verbose=verbose,
                                    monitor=monitor)
+
+
+def _merge_duplicate_rows(problem, min_saving=0.1):
+    """The gated squared-loss problem with duplicate samples merged, or ``None``.
+
+    Samples with identical rows of ``Xa`` and of the masks share their predictions, so
+    with group sizes ``w_g``, group means ``ybar_g`` and ``m`` groups, scaling the
+    representative rows and targets by ``sqrt(w_g m / n)`` gives an ``m``-sample
+    problem whose objective differs from the original by a constant (same weights
+    ``U``, same alpha).  ``None`` unless the loss is squared and at least
+    ``min_saving n`` rows merge.
+    """
+    if problem.loss.name != "squared":
+        return None
+    Xa = problem.Xa
+    n = Xa.shape[0]
+    key = np.hstack([Xa.astype(np.float64), problem.D.astype(np.float64)])
+    _, first, inv, counts = np.unique(key, axis=0, return_index=True, return_inverse=True,
+                                      return_counts=True)
+    m = first.size
+    if m > (1.0 - min_saving) * n:
+        return None
+    inv = np.asarray(inv).ravel()
+    Ybar = np.zeros((m, problem.Y.shape[1]))
+    np.add.at(Ybar, inv, problem.Y)
+    Ybar /= counts[:, None]
+    scale = np.sqrt(counts * m / n)
+    return GatedReLUProblem(Xa[first] * scale[:, None].astype(Xa.dtype), problem.D[first],
+                            Ybar * scale[:, None], problem.loss, problem.alpha)
 
 
 def _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor=None):
