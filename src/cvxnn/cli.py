@@ -207,6 +207,21 @@ def _seed(text: str) -> int:
     return value
 
 
+def _add_data_arguments(parser, *, required, data_alias=True,
+                        task_help="default: auto (as for 'cvxnn fit')"):
+    """The data-source options shared by ``fit``, ``plot`` and ``path``."""
+    src = parser.add_mutually_exclusive_group(required=required)
+    src.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME",
+                     help="bundled scikit-learn dataset: " + ", ".join(sorted(DATASETS)))
+    names = ("--csv", "--data") if data_alias else ("--csv",)
+    src.add_argument(*names, dest="csv", metavar="FILE", help="CSV file with a header row")
+    parser.add_argument("--target", metavar="COLUMN", help="target column of --csv")
+    parser.add_argument("--drop", metavar="COLUMN", action="append", default=[],
+                        help="CSV column to ignore (repeatable)")
+    parser.add_argument("--task", choices=("auto", "regression", "classification"),
+                        default="auto", help=task_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``cvxnn`` command."""
     parser = _Parser(
@@ -224,15 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fit", help="fit a network on a bundled dataset or a CSV file",
         description="Fit a network and print its optimality certificate and scores.",
     )
-    src = fit.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME",
-                     help="bundled scikit-learn dataset: " + ", ".join(sorted(DATASETS)))
-    src.add_argument("--csv", metavar="FILE", help="CSV file with a header row")
-    fit.add_argument("--target", metavar="COLUMN", help="target column of --csv")
-    fit.add_argument("--drop", metavar="COLUMN", action="append", default=[],
-                     help="CSV column to ignore (repeatable)")
-    fit.add_argument("--task", choices=("auto", "regression", "classification"),
-                     default="auto", help="default: auto (see the module documentation)")
+    _add_data_arguments(fit, required=True, data_alias=False,
+                        task_help="default: auto (see the module documentation)")
     fit.add_argument("--alpha", type=_alpha, default=1e-3,
                      help="regularisation strength >= 0 (default: 1e-3)")
     fit.add_argument("--formulation", choices=_FORMULATIONS, default="relu",
@@ -865,16 +873,7 @@ def _add_plot_parser(sub) -> None:
         "relative duality gap against time of a solve.",
     )
     plot.add_argument("kind", choices=PLOT_KINDS, help="what to draw")
-    src = plot.add_mutually_exclusive_group()
-    src.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME",
-                     help="bundled scikit-learn dataset: " + ", ".join(sorted(DATASETS)))
-    src.add_argument("--csv", "--data", dest="csv", metavar="FILE",
-                     help="CSV file with a header row")
-    plot.add_argument("--target", metavar="COLUMN", help="target column of --csv")
-    plot.add_argument("--drop", metavar="COLUMN", action="append", default=[],
-                      help="CSV column to ignore (repeatable)")
-    plot.add_argument("--task", choices=("auto", "regression", "classification"),
-                      default="auto", help="default: auto (as for 'cvxnn fit')")
+    _add_data_arguments(plot, required=False)
     plot.add_argument("--features", nargs="+", metavar="COLUMN",
                       help="feature columns by name or 0-based index (spline: 1, regions: 2; "
                       "default: the first ones)")
@@ -1118,16 +1117,7 @@ def _add_path_parser(sub) -> None:
         "duality gap, active neurons and validation score per alpha, and optionally "
         "draw the path (--plot).",
     )
-    src = pth.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME",
-                     help="bundled scikit-learn dataset: " + ", ".join(sorted(DATASETS)))
-    src.add_argument("--csv", "--data", dest="csv", metavar="FILE",
-                     help="CSV file with a header row")
-    pth.add_argument("--target", metavar="COLUMN", help="target column of --csv")
-    pth.add_argument("--drop", metavar="COLUMN", action="append", default=[],
-                     help="CSV column to ignore (repeatable)")
-    pth.add_argument("--task", choices=("auto", "regression", "classification"),
-                     default="auto", help="default: auto (as for 'cvxnn fit')")
+    _add_data_arguments(pth, required=True)
     pth.add_argument("--formulation", choices=_FORMULATIONS, default="gated",
                      help="gated-ReLU relaxation or exact ReLU program on the sampled "
                      "patterns (default: gated)")
