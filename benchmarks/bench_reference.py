@@ -119,6 +119,18 @@ PROBLEMS = [
     ("522_pm10", 1e-3, 100),
 ]
 QUICK = [("wdbc", 1e-3, 100), ("pima", 1e-3, 100)]
+#: larger tables (n from 1,000 to 22,784; the sizes of the Clarabel benchmark), ``--large``
+LARGE = [
+    ("1028_SWD", 1e-3, 500),
+    ("kr_vs_kp", 1e-3, 100),
+    ("529_pollen", 1e-3, 100),
+    ("503_wind", 1e-3, 100),
+    ("mushroom", 1e-3, 100),
+    ("225_puma8NH", 1e-3, 100),
+    ("201_pol", 1e-3, 100),
+    ("1199_BNG_echoMonths", 1e-3, 100),
+    ("574_house_16H", 1e-3, 100),
+]
 FORMULATIONS = ("gated", "relu")
 
 
@@ -360,6 +372,8 @@ def main(argv=None):
     ap.add_argument("--reference-python", default=DEFAULT_REF_PYTHON,
                     help=f"python of the venv holding pyscnn 0.0.10 (default {DEFAULT_REF_PYTHON})")
     ap.add_argument("--quick", action="store_true", help="two problems only (wdbc and pima, alpha 1e-3)")
+    ap.add_argument("--large", action="store_true",
+                    help="the larger tables instead (n = 1,000 .. 22,784, alpha 1e-3)")
     ap.add_argument("--cap", type=float, default=600.0,
                     help="cap on one reference solve, in CPU seconds of its process (0: none; "
                          "default 600); a capped solve is reported as '>cap' and its time "
@@ -380,7 +394,8 @@ def main(argv=None):
         print(INSTALL_HELP.format(python=args.reference_python, err=err), file=sys.stderr)
         return 2
     forms = args.formulation or list(FORMULATIONS)
-    problems = [p for p in (QUICK if args.quick else PROBLEMS) if args.filter in p[0]]
+    problems = QUICK if args.quick else LARGE if args.large else PROBLEMS
+    problems = [p for p in problems if args.filter in p[0]]
 
     records = []
     with tempfile.TemporaryDirectory(prefix="bench_reference_") as workdir:

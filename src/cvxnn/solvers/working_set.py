@@ -193,6 +193,10 @@ class _WorkingSetSolver:
         self.flops = 0.0
         self.fge_unit = 2.0 * self.n * self.d * self.P * self.c
         self._eig = {}  # pattern -> (lam, Q) of Xa^T D_i Xa / n
+        # squared loss: the Hessian J^T J / n does not depend on the point, so the blocks
+        # computed for one working set are kept for the next ones (``_ws_hessian``)
+        self._hc_keys = np.empty(0, dtype=np.intp)  # block keys (pattern * c + output)
+        self._hc = np.zeros((0, 0))
         self._K0 = None  # Xa Xa^T (sample-space Newton solves)
         self.cg_rtol = 1e-2
         self.stalled = False
@@ -228,6 +232,8 @@ class _WorkingSetSolver:
         self.onehot = np.zeros((len(self.pat), self.c))
         self.onehot[np.arange(len(self.pat)), self.out] = 1.0
         self._hcache = None  # block Grams are eigendecomposed lazily (_ensure_eig)
+        self._stale = None  # last direct factorisation on this working set (see _pcg_stale)
+        self._rgap = 1.0  # restricted gap at the last _state
 
     def forward_w(self, idx, V):
         """``Z`` contribution of blocks ``idx`` with weights ``V`` (len(idx), d)."""
@@ -358,13 +364,73 @@ class _WorkingSetSolver:
             H = H[np.ix_(ix, ix)]
         return H
 
+    def _uncached_columns(self):
+        """Columns of the working set's squared-loss Hessian not yet in ``_hc``."""
+        keys = self.pat * self.c + self.out
+        return int((~np.isin(keys, self._hc_keys)).sum()) * self.d
+
+    def _ws_hessian(self):
+        """Squared-loss Hessian ``J_W^T J_W / n`` of the working set, in its block order.
+
+        Only the rows of blocks not seen in earlier working sets are computed (``n
+        |new| d |cache| d`` flops, blocks of different outputs do not couple); the
+        cache is restarted when it would exceed ``MAX_DENSE_SIDE`` columns.
+        """
+        n, d, c = self.n, self.d, self.c
+        keys = self.pat * c + self.out
+        new = np.setdiff1d(keys, self._hc_keys)
+        if new.size:
+            if (self._hc_keys.size + new.size) * d > MAX_DENSE_SIDE:
+                self._hc_keys, self._hc = np.empty(0, dtype=np.intp), np.zeros((0, 0))
+                new = np.unique(keys)
+            old_m = self._hc_keys.size * d
+            all_keys = np.concatenate([self._hc_keys, new])
+            m = all_keys.size * d
+            H = np.zeros((m, m))
+            H[:old_m, :old_m] = self._hc
+            outs = all_keys % c
+            is_new = np.arange(all_keys.size) >= self._hc_keys.size
+            for k in np.unique(outs[is_new]):
+                bk = np.flatnonzero(outs == k)  # every cached or new block of output k
+                nk = bk[is_new[bk]]
+                cols = (bk[:, None] * d + np.arange(d)).ravel()
+                ncols = (nk[:, None] * d + np.arange(d)).ravel()
+                pats_new = all_keys[nk] // c
+                ok = bk[~is_new[bk]]
+                ocols = (ok[:, None] * d + np.arange(d)).ravel()
+                pats_old = all_keys[ok] // c
+                rows = max(1, self.chunk_elems // max(cols.size, 1))
+                hnn = np.zeros((ncols.size, ncols.size))
+                hno = np.zeros((ncols.size, ocols.size))
+                for s in range(0, n, rows):
+                    sl = slice(s, min(n, s + rows))
+                    Xs = self.Xa[sl]
+                    Jnew = (self.D[sl][:, pats_new].astype(np.float64)[:, :, None]
+                            * Xs[:, None, :]).reshape(-1, ncols.size)
+                    hnn += Jnew.T @ Jnew  # numpy uses a symmetric rank-k update here
+                    if ok.size:
+                        Jold = (self.D[sl][:, pats_old].astype(np.float64)[:, :, None]
+                                * Xs[:, None, :]).reshape(-1, ocols.size)
+                        hno += Jnew.T @ Jold
+                H[np.ix_(ncols, ncols)] = hnn / n
+                if ok.size:
+                    H[np.ix_(ncols, ocols)] = hno / n
+                    H[np.ix_(ocols, ncols)] = hno.T / n
+                self.flops += n * ncols.size * (ncols.size / 2.0 + ocols.size)
+            self._hc_keys, self._hc = all_keys, H
+        pos = np.searchsorted(self._hc_keys, keys, sorter=np.argsort(self._hc_keys))
+        pos = np.argsort(self._hc_keys)[pos]
+        ix = (pos[:, None] * d + np.arange(d)).ravel()
+        return self._hc[np.ix_(ix, ix)]
+
     def _hessian(self, A, curv):
         """Loss Hessian on blocks ``A``; for the squared loss the Hessian of the whole
-        working set is formed once per working set and sliced."""
+        working set is formed once per working set (reusing the blocks of earlier
+        working sets) and sliced."""
         if self.name != "squared" or len(self.pat) * self.d > MAX_DENSE_SIDE:
             return self._dense_hessian(A, curv)
         if self._hcache is None:
-            self._hcache = self._dense_hessian(np.arange(len(self.pat)), curv)
+            self._hcache = self._ws_hessian()
         if len(A) == len(self.pat):
             return self._hcache
         ix = (np.asarray(A)[:, None] * self.d + np.arange(self.d)[None, :]).ravel()
@@ -603,9 +669,69 @@ class _WorkingSetSolver:
         Hv += c1[:, None] * v - (c2 * np.einsum("bd,bd->b", uA, v))[:, None] * uA
         return Hv
 
-    def _direction(self, A, grad, curv, uA, c1, c2):
-        """Newton direction ``-(H_AA + blockdiag(c1 I - c2 u u^T))^{-1} grad``."""
+    def _direction(self, A, grad, curv, uA, c1, c2, reuse=False):
+        """Newton direction ``-(H_AA + blockdiag(c1 I - c2 u u^T))^{-1} grad``.
+
+        With ``reuse``, the last direct factorisation on the same blocks preconditions
+        CG first (:meth:`_pcg_stale`); a new factorisation is made only when that fails.
+        """
+        if reuse:
+            x = self._pcg_stale(A, grad, curv, uA, c1, c2)
+            if x is not None:
+                return x
         return self._factor(A, curv, uA, c1, c2)(-grad)
+
+    def _pcg_stale(self, A, grad, curv, uA, c1, c2):
+        """Solve the Newton system by CG preconditioned with an earlier factorisation.
+
+        Successive manifold Newton steps on the same blocks change only the penalty
+        curvature (block diagonal) and, for nonlinear losses, the sample weights, so
+        the previous factorisation ``K_old^{-1}`` is a close preconditioner of the new
+        system ``K`` (exact matrix-free products).  CG may spend at most half the
+        flops of a new factorisation; returns ``None`` when it does not reach the
+        relative residual ``0.1 x`` the restricted gap (inexact-Newton forcing term;
+        at most 1e-2) within that budget, or stagnates early.
+        """
+        rtol = float(np.clip(0.1 * self._rgap, 1e-12, 1e-2))
+        if self._stale is None:
+            return None
+        A0, base, fact_cost, solve_cost = self._stale
+        if A0.shape != np.shape(A) or not np.array_equal(A0, A):
+            return None
+        it_cost = 4.0 * self.n * self.d * len(A) + solve_cost
+        cap = int(min(40, 0.5 * fact_cost / (CG_FLOP_PENALTY * it_cost)))
+        if cap < 2:
+            return None
+        b = -grad
+        r0 = float(np.linalg.norm(b))
+        if not r0 > 0:
+            return None
+        x = np.zeros_like(b)
+        r = b.copy()
+        z = base(r)
+        p = z.copy()
+        rz = float(np.vdot(r, z))
+        for k in range(cap):
+            Ap = self._hvp(A, curv, uA, c1, c2, p)
+            pAp = float(np.vdot(p, Ap))
+            self.flops += it_cost
+            if not (pAp > 0 and rz > 0):
+                return None
+            a = rz / pAp
+            x += a * p
+            r -= a * Ap
+            rn = float(np.linalg.norm(r))
+            if rn <= rtol * r0:
+                if self.verbose >= 3:
+                    print(f"      stale-factor CG: {k + 1} iterations")
+                return x
+            if k >= 4 and rn > 1e-3 * r0:
+                return None
+            z = base(r)
+            rz_new = float(np.vdot(r, z))
+            p = z + (rz_new / rz) * p
+            rz = rz_new
+        return None
 
     # ------------------------------------------------------------- barrier Newton step
     def barrier_step(self, Z, G, mu):
@@ -659,7 +785,7 @@ class _WorkingSetSolver:
         c2 = self.alpha / r ** 3
         grad = G[A] + c1[:, None] * uA
         curv = _Curvature(self.name, Z, self.Y)
-        delta = self._direction(A, grad, curv, uA, c1, c2)
+        delta = self._direction(A, grad, curv, uA, c1, c2, reuse=True)
         if delta is None:
             return Z, 0.0
         dd = float(np.vdot(grad, delta))
@@ -699,6 +825,7 @@ class _WorkingSetSolver:
         rgap = self.restricted_gap(F, R, gn)
         # forcing term of the inexact (CG) Newton solves
         self.cg_rtol = float(np.clip(0.1 * np.sqrt(rgap), 1e-10, 0.1))
+        self._rgap = rgap
         return G, F, rgap
 
     def zero_candidates(self, Z, G):
@@ -877,7 +1004,7 @@ class _WorkingSetSolver:
         if self.name == "squared":
             mw = len(self.pat) * self.d
             # formed once per working set, reused by every Newton step of the round
-            form = 0.0 if self._hcache is not None else n * mw * mw / 10.0
+            form = 0.0 if self._hcache is not None else n * mw * self._uncached_columns() / 10.0
         else:
             form = n * m * m
         primal_cost = form + m ** 3 / 3.0
@@ -906,6 +1033,10 @@ class _WorkingSetSolver:
             base = factor(A, curv, vecs, c1, c2)
             if base is None:
                 continue
+            if factor is self._factor_dense:
+                cost, solve_cost = primal_cost, 2.0 * m * m
+            else:
+                cost, solve_cost = dual_cost, 2.0 * self.c * n * n + 4.0 * n * m
 
             def solve(rhs, base=base):
                 x = base(rhs)
@@ -927,6 +1058,7 @@ class _WorkingSetSolver:
             probe = np.ones((len(A), self.d))
             xp = solve(probe)
             if np.all(np.isfinite(xp)) and np.linalg.norm(probe - hvp(xp)) <= 1e-3 * np.linalg.norm(probe):
+                self._stale = (np.array(A, copy=True), base, cost, solve_cost)
                 return solve
 
         def solve_cg(rhs):
