@@ -22,12 +22,44 @@ Precision: the products run in the floating type of ``Xa`` (float64 or float32);
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-__all__ = ["forward", "adjoint", "signed_products", "cone_adjoint", "DEFAULT_CHUNK_ELEMENTS"]
+__all__ = ["forward", "adjoint", "signed_products", "cone_adjoint", "DEFAULT_CHUNK_ELEMENTS",
+           "release_workspace"]
 
 #: upper bound on the number of floats in one temporary (``rows x P x c``)
 DEFAULT_CHUNK_ELEMENTS = 1 << 22
+
+_local = threading.local()
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reusable, uninitialised scratch array (one per name, dtype and thread).
+
+    The chunk temporaries of the products are megabytes; allocating them afresh on
+    every call makes the allocator map and unmap them, and the page faults cost more
+    than the GEMM on problems of a few thousand samples (kr_vs_kp, n = 3196: 4.4 ms
+    per forward product instead of 1.2 ms).  The buffers only ever hold one row chunk
+    (``<= chunk_elements`` numbers); :func:`release_workspace` frees them.
+    """
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    dtype = np.dtype(dtype)
+    size = 1
+    for k in shape:
+        size *= int(k)
+    buf = bufs.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = bufs[(name, dtype)] = np.empty(max(size, 1), dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def release_workspace() -> None:
+    """Free the scratch buffers of the masked products held by the calling thread."""
+    _local.bufs = {}
 
 
 def _row_chunks(n: int, width: int, chunk_elements: int):
@@ -41,11 +73,15 @@ def forward(Xa: np.ndarray, D: np.ndarray, U: np.ndarray,
     """Return ``Z`` of shape ``(n, c)`` with ``Z[:, k] = sum_i D_i Xa U[:, i, k]``."""
     n = Xa.shape[0]
     d, P, c = U.shape
-    U2 = np.asarray(U, dtype=Xa.dtype).reshape(d, P * c)
+    U2 = np.ascontiguousarray(U, dtype=Xa.dtype).reshape(d, P * c)
     Z = np.empty((n, c), dtype=Xa.dtype)
     for sl in _row_chunks(n, P * c, chunk_elements):
-        XU = (Xa[sl] @ U2).reshape(-1, P, c)
-        Z[sl] = np.einsum("jpc,jp->jc", XU, D[sl].astype(XU.dtype, copy=False))
+        rows = sl.stop - sl.start
+        XU = _scratch("xu", (rows, P * c), Xa.dtype)
+        np.matmul(Xa[sl], U2, out=XU)
+        Dm = _scratch("mask", (rows, P), Xa.dtype)
+        np.copyto(Dm, D[sl])
+        Z[sl] = np.einsum("jpc,jp->jc", XU.reshape(rows, P, c), Dm)
     return Z
 
 
@@ -58,11 +94,15 @@ def adjoint(Xa: np.ndarray, D: np.ndarray, R: np.ndarray,
     c = R.shape[1]
     G = np.zeros((d, P * c), dtype=Xa.dtype)
     for sl in _row_chunks(n, P * c, chunk_elements):
-        M = D[sl].astype(G.dtype, copy=False)[:, :, None] * R[sl][:, None, :]
+        rows = sl.stop - sl.start
+        Dm = _scratch("mask", (rows, P), Xa.dtype)
+        np.copyto(Dm, D[sl])
+        M = _scratch("masked", (rows, P, c), Xa.dtype)
+        np.multiply(Dm[:, :, None], R[sl][:, None, :], out=M)
         if sl.start == 0 and sl.stop == n:
-            G = Xa.T @ M.reshape(-1, P * c)
+            G = Xa.T @ M.reshape(rows, P * c)
         else:
-            G += Xa[sl].T @ M.reshape(-1, P * c)
+            G += Xa[sl].T @ M.reshape(rows, P * c)
     return G.reshape(d, P, c)
 
 

@@ -15,6 +15,7 @@ from ._control import (ACTIVE_SEARCH, ProgressBar, SearchControl, SearchStopped,
 from ._data import augment, check_alpha, check_X, check_y, encode_targets
 from .losses import LOSSES
 from .network import network_from_gated, network_from_relu
+from .operators import release_workspace
 from .memory import check_memory, memory_limit_scope, parse_bytes
 from .patterns import compute_masks, enumerate_patterns, sample_gates
 from .problems import Gap, GatedReLUProblem, ReLUProblem, group_norms
@@ -387,14 +388,17 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
     # small GEMMs run faster on one BLAS thread (threads spin and contend on 2-core machines)
     size = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1]
     with threadpool_limits(limits=1 if size <= SMALL_PROBLEM_SIZE else None, user_api="blas"):
-        if first_order:
-            result = _solve_first_order(problem, G, D, loss, alpha, bias, tol, max_iter, verbose,
-                                        warm_start, classes, exact, t0, dtype, device, time_limit,
-                                        callback)
-        else:
-            result = _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol,
-                            max_iter, verbose, warm_start, classes, exact, t0, time_limit,
-                            callback)
+        try:
+            if first_order:
+                result = _solve_first_order(problem, G, D, loss, alpha, bias, tol, max_iter,
+                                            verbose, warm_start, classes, exact, t0, dtype,
+                                            device, time_limit, callback)
+            else:
+                result = _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol,
+                                max_iter, verbose, warm_start, classes, exact, t0, time_limit,
+                                callback)
+        finally:
+            release_workspace()  # the scratch buffers of the masked products
     if outer_search is not None:
         if result.stopped is not None:
             raise SearchStopped(result, result.stopped)
