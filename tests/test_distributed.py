@@ -225,11 +225,14 @@ def _small(name="squared_sampled_gates"):
 
 
 @pytest.mark.parametrize("name", ["squared_sampled_gates", "logistic_one_class_per_rank"])
-def test_world_size_one_equals_serial(name, tmp_path):
+def test_world_size_one_equals_serial(name, tmp_path, monkeypatch):
     import torch.distributed as dist
 
     from cvxnn.distributed import solve_sharded
+    from cvxnn.solvers.gated import solve_gated_fista as serial
 
+    # the sharded solver mirrors serial FISTA on all blocks (no block working set)
+    monkeypatch.setitem(serial.__kwdefaults__, "working_set", False)
     X, y, loss, alpha, kw, G = _small(name)
     ref = cvxnn.solve(X, y, alpha, formulation="gated", gates=G, loss=loss, solver="fista",
                       tol=TOL, **kw)

@@ -51,6 +51,8 @@ class FistaState:
     n_iter: int = 0
     converged: bool = False
     info: dict = field(default_factory=dict)
+    x_prev: object = None  # previous iterate and momentum parameter (to resume the momentum)
+    t: float = 1.0
 
 
 def estimate_lipschitz(problem, curvature: float, out_shape, rng=None, n_power: int = 8) -> float:
@@ -73,7 +75,8 @@ def estimate_lipschitz(problem, curvature: float, out_shape, rng=None, n_power: 
 
 
 def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
-          growth=1.25, shrink=0.5, restart=True, callback=None, state_info=None) -> FistaState:
+          growth=1.25, shrink=0.5, restart=True, callback=None, state_info=None,
+          x_prev=None, t0=1.0) -> FistaState:
     """Run FISTA from ``x0``; return the final :class:`FistaState`.
 
     Parameters
@@ -90,15 +93,24 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
     max_iter : int, default=10000
     callback : callable ``(state) -> None``, optional
         Called after each check.
+    x_prev, t0 : optional
+        Resume the momentum of an earlier run: the previous iterate and the momentum
+        parameter ``t`` (as returned in :class:`FistaState`); the first extrapolated
+        point is ``x0 + (t0 - 1)/t1 (x0 - x_prev)``.
     """
     x = x0
     out_x = problem.apply(x)
     y, out_y = x, out_x
     t = 1.0
     done, info = check(x, out_x, 0)
-    state = FistaState(x=x, out=out_x, step=step, info=info, converged=done)
+    state = FistaState(x=x, out=out_x, step=step, info=info, converged=done, x_prev=x, t=t)
     if done:
         return state
+    if x_prev is not None and t0 > 1.0:
+        t = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t0 * t0))
+        beta = (t0 - 1.0) / t
+        y = x + beta * (x - x_prev)
+        out_y = problem.apply(y)
     fy, gout = problem.smooth_value_and_gradient(out_y)
     gy = problem.adjoint(gout)
     # the descent test tolerates rounding of the iterate's precision (float32 needs slack)
@@ -131,12 +143,13 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
             y = x_new + beta * (x_new - x)
             out_y = out_new + beta * (out_new - out_x)
             t = t_new
-        x, out_x = x_new, out_new
+        x_old, x, out_x = x, x_new, out_new
         if curv_ok:
             step *= growth
         if k % check_every == 0 or k == max_iter:
             done, info = check(x, out_x, k)
-            state = FistaState(x=x, out=out_x, step=step, n_iter=k, converged=done, info=info)
+            state = FistaState(x=x, out=out_x, step=step, n_iter=k, converged=done, info=info,
+                               x_prev=x_old, t=t)
             if callback is not None:
                 callback(state)
             if done:
@@ -145,5 +158,6 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
         gy = problem.adjoint(gout)
     if state.n_iter != k:
         done, info = check(x, out_x, k)
-        state = FistaState(x=x, out=out_x, step=step, n_iter=k, converged=done, info=info)
+        state = FistaState(x=x, out=out_x, step=step, n_iter=k, converged=done, info=info,
+                           x_prev=x_old, t=t)
     return state

@@ -18,16 +18,83 @@ import time
 
 import numpy as np
 
-from ..problems import GatedReLUProblem, _make_gap
+from ..operators import _row_chunks, _scratch
+from ..problems import GatedReLUProblem, _make_gap, group_norms, group_soft_threshold
 from ..screening import gap_safe_screen
 from .fista import estimate_lipschitz, fista
 
-__all__ = ["solve_gated_fista"]
+__all__ = ["solve_gated_fista", "BlockSubproblem"]
+
+
+class BlockSubproblem:
+    """The gated program restricted to a list of blocks ``(pattern, output)``.
+
+    Variables ``V`` of shape ``(d, B)`` (block ``b`` is pattern ``pat[b]`` feeding
+    output ``out[b]``; every other block of the parent is fixed at zero), so that
+    ``Z[:, k] = sum_{b: out[b] = k} D_{pat[b]} Xa V[:, b]``.  Products are one GEMM on
+    the ``B`` block columns plus a mask, by row chunks, in the parent's precision;
+    with few active blocks they cost ``B / (P c)`` of the full products.  Provides the
+    interface :func:`~cvxnn.solvers.fista.fista` needs.
+    """
+
+    def __init__(self, parent: GatedReLUProblem, pat, out, chunk_elements=1 << 22):
+        self.Xa, self.Y, self.loss, self.alpha = parent.Xa, parent.Y, parent.loss, parent.alpha
+        self.pat = np.asarray(pat, dtype=np.intp)
+        self.out = np.asarray(out, dtype=np.intp)
+        self.Dw = np.ascontiguousarray(parent.D[:, self.pat])
+        self.dtype = parent.Xa.dtype
+        self.n_samples = parent.n_samples
+        c = parent.Y.shape[1]
+        self.onehot = np.zeros((self.pat.size, c), dtype=self.dtype)
+        self.onehot[np.arange(self.pat.size), self.out] = 1.0
+        self.chunk = int(chunk_elements)
+
+    def apply(self, V):
+        n, B = self.n_samples, self.pat.size
+        V = np.asarray(V, dtype=self.dtype)
+        Z = np.empty((n, self.Y.shape[1]), dtype=self.dtype)
+        for sl in _row_chunks(n, B, self.chunk):
+            rows = sl.stop - sl.start
+            XV = _scratch("xu", (rows, B), self.dtype)
+            np.matmul(self.Xa[sl], V, out=XV)
+            Dm = _scratch("mask", (rows, B), self.dtype)
+            np.copyto(Dm, self.Dw[sl])
+            XV *= Dm
+            Z[sl] = XV @ self.onehot
+        return Z.astype(np.float64, copy=False)
+
+    def adjoint(self, R):
+        n, B = self.n_samples, self.pat.size
+        R = np.asarray(R, dtype=self.dtype)
+        G = np.zeros((self.Xa.shape[1], B), dtype=self.dtype)
+        for sl in _row_chunks(n, B, self.chunk):
+            rows = sl.stop - sl.start
+            M = _scratch("masked", (rows, B), self.dtype)
+            np.take(R[sl], self.out, axis=1, out=M)
+            Dm = _scratch("mask", (rows, B), self.dtype)
+            np.copyto(Dm, self.Dw[sl])
+            M *= Dm
+            G += self.Xa[sl].T @ M
+        return G
+
+    def smooth_value(self, Z):
+        return self.loss.value(Z, self.Y)
+
+    def smooth_value_and_gradient(self, Z):
+        return self.loss.value_and_gradient(Z, self.Y)
+
+    def penalty(self, V):
+        return self.alpha * float(group_norms(V).sum(dtype=np.float64))
+
+    def prox(self, V, step):
+        return group_soft_threshold(V, step * self.alpha)
 
 
 def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=10000,
                       check_every=10, verbose=0, callback=None, n_power=8,
-                      time_limit=None, screen=True, screen_fraction=0.05, monitor=None) -> dict:
+                      time_limit=None, screen=True, screen_fraction=0.05, monitor=None,
+                      working_set=True, ws_gap=0.05, ws_margin=0.02,
+                      ws_max_fraction=0.75) -> dict:
     """Minimise the gated ReLU program to a relative duality gap ``tol``.
 
     Parameters
@@ -55,14 +122,27 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     monitor : cvxnn._control.SolveMonitor, optional
         Called at every gap evaluation with the full-problem weights (best
         iterate, progress callback); it may raise to stop the solve.
+    working_set : bool
+        Block working set (numpy :class:`GatedReLUProblem` only): once the relative gap
+        is ``<= ws_gap`` and the nonzero blocks plus the blocks whose dual norm is
+        ``>= (1 - ws_margin) alpha`` are at most ``ws_max_fraction`` of all blocks,
+        FISTA continues on those blocks only (:class:`BlockSubproblem`: products on
+        the working set's columns), with the FULL gap evaluated every
+        ``check_every`` iterations as the certificate; blocks outside the set whose
+        dual constraint is violated join it (momentum restarts), and the set is
+        rebuilt smaller when the nonzero and nearly active blocks fill at most 80 %
+        of it.  Same iterates as long as the set holds the support, at a fraction of
+        the cost per iteration.
+        ``callback`` is only called before the switch.
 
     Returns
     -------
     dict with ``U`` (d, P, c), ``gap`` (:class:`~cvxnn.problems.Gap` of the full
     problem; its dual bound is the best over all iterates), ``n_iter``,
     ``converged``, ``timed_out``, ``n_screened`` (patterns removed), ``dual_point``
-    (the best dual feasible ``Theta``, numpy (n, c)) and ``history`` (list of
-    ``(iter, seconds, relative_gap, objective, 0.0)``).
+    (the best dual feasible ``Theta``, numpy (n, c)), ``working_set_blocks`` (size of
+    the last block working set; 0 when FISTA ran on all blocks) and ``history`` (list
+    of ``(iter, seconds, relative_gap, objective, 0.0)``).
     """
     t0 = time.perf_counter()
     full = problem
@@ -76,7 +156,7 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     idx = np.arange(P)
     cur = full
     history = []
-    last = {"timed_out": False, "best_dual": -np.inf, "dual_point": None}
+    last = {"timed_out": False, "best_dual": -np.inf, "dual_point": None, "ws_blocks": 0}
     offset = 0
 
     def check(Ux, Z, k):
@@ -102,6 +182,11 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
         if time_limit is not None and time.perf_counter() - t0 > time_limit:
             last["timed_out"] = True
             return True, {"gap": g}
+        if block_ws and g.relative_gap <= ws_gap:
+            W = (group_norms(Ux) > 0) | (norms >= (1.0 - ws_margin) * cur.alpha)
+            if W.sum() <= ws_max_fraction * W.size:
+                last["switch"] = W
+                return True, {"gap": g}
         if screen:
             # the safe sphere is centred at this iterate's own dual point, so its radius
             # must come from that point's gap (a better bound from another point would
@@ -113,11 +198,80 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
                 return True, {"gap": g}
         return False, {"gap": g}
 
+    block_ws = bool(working_set) and type(full) is GatedReLUProblem and full.alpha > 0
+
+    def check_blocks(W, pat, out, V, Z, k):
+        """Full-problem gap at the working-set iterate; grows ``W`` on violations."""
+        Ux = cur.zeros()
+        Ux[:, pat, out] = V
+        g_own, norms = cur.gap(Ux, Z, with_norms=True)
+        g = g_own
+        if g.dual > last["best_dual"]:
+            last["best_dual"] = g.dual
+            last["dual_point"] = -g.dual_scale * cur.loss.gradient(Z, cur.Y)
+        if last["best_dual"] > g.dual:
+            g = _make_gap(g.primal, last["best_dual"], g.dual_scale)
+        history.append((offset + k, time.perf_counter() - t0, g.relative_gap, g.primal, 0.0))
+        if monitor is not None:
+            monitor(offset + k, lambda: full.to_numpy(Ux if cur is full else full.embed(Ux, idx, P)),
+                    g.primal, g.relative_gap)
+        last["gap"] = g
+        if verbose >= 2 or (verbose and (offset + k) % (check_every * 50) == 0):
+            print(f"[gated fista] iter {offset + k:6d}  blocks {pat.size:6d}  "
+                  f"objective {g.primal:.10g}  rel. gap {g.relative_gap:.3e}", flush=True)
+        if g.relative_gap <= tol:
+            return True, {"gap": g}
+        if time_limit is not None and time.perf_counter() - t0 > time_limit:
+            last["timed_out"] = True
+            return True, {"gap": g}
+        near = (group_norms(Ux) > 0) | (norms >= (1.0 - ws_margin) * cur.alpha)
+        if np.any(~W & (norms > cur.alpha)):
+            # violated dual constraints outside the set: they join it (momentum restarts)
+            last["grow"], last["keep_momentum"] = W | near, False
+            return True, {"gap": g}
+        if near.sum() <= 0.8 * W.sum():
+            # the support has shrunk well inside the set: continue on the smaller one
+            last["grow"], last["keep_momentum"] = near, True
+            return True, {"gap": g}
+        return False, {"gap": g}
+
+    def block_phase(U, step, U_prev, t_mom):
+        """FISTA on a growing block working set, certified by the full gap (the momentum
+        of the full-problem run carries over to the first working set)."""
+        nonlocal offset
+        W = last.pop("switch")
+        while True:
+            pat, out = np.nonzero(W)
+            if verbose:
+                print(f"[gated fista] working set: {pat.size} of {W.size} blocks", flush=True)
+            sub = BlockSubproblem(cur, pat, out)
+            last["grow"], last["ws_blocks"] = None, int(pat.size)
+            state = fista(sub, U[:, pat, out], step=step, max_iter=max_iter - offset,
+                          check=lambda V, Z, k, W=W, pat=pat, out=out: check_blocks(W, pat, out, V, Z, k),
+                          check_every=check_every,
+                          x_prev=None if U_prev is None else U_prev[:, pat, out], t0=t_mom)
+            offset += state.n_iter
+            U = cur.zeros()
+            U[:, pat, out] = state.x
+            step = state.step
+            if last["grow"] is None or last["timed_out"] or offset >= max_iter:
+                return U, step
+            W = last["grow"]
+            U_prev, t_mom = None, 1.0
+            if last["keep_momentum"]:
+                U_prev = cur.zeros()
+                U_prev[:, pat, out] = state.x_prev
+                t_mom = state.t
+
     while True:
         state = fista(cur, U, step=step, check=check, max_iter=max_iter - offset,
                       check_every=check_every, callback=callback)
         offset += state.n_iter
         U, step = state.x, state.step
+        if last.get("switch") is not None:
+            if not last["timed_out"] and offset < max_iter:
+                U, step = block_phase(U, step, state.x_prev, state.t)
+            break
         drop = last.get("drop")
         if drop is None or last["timed_out"]:
             break
@@ -140,7 +294,7 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
             gap = _make_gap(gap.primal, last["best_dual"], gap.dual_scale)
         if gap.relative_gap > tol and not last["timed_out"] and offset < max_iter:
             # the reduced certificate did not transfer (rare): finish on the full problem
-            screen = False
+            screen = block_ws = False
             cur, idx = full, np.arange(P)
             state = fista(full, U, step=step, check=check, max_iter=max_iter - offset,
                           check_every=check_every, callback=callback)
@@ -151,4 +305,4 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
         gap = last["gap"]
     return {"U": U, "gap": gap, "n_iter": offset, "converged": gap.relative_gap <= tol,
             "history": history, "timed_out": last["timed_out"], "n_screened": P - idx.size,
-            "dual_point": last["dual_point"]}
+            "dual_point": last["dual_point"], "working_set_blocks": last["ws_blocks"]}
