@@ -94,7 +94,7 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
                       check_every=10, verbose=0, callback=None, n_power=8,
                       time_limit=None, screen=True, screen_fraction=0.05, monitor=None,
                       working_set=True, ws_gap=0.05, ws_margin=0.02,
-                      ws_max_fraction=0.75) -> dict:
+                      ws_max_fraction=0.6) -> dict:
     """Minimise the gated ReLU program to a relative duality gap ``tol``.
 
     Parameters
