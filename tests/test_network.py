@@ -561,3 +561,20 @@ def test_to_dict_round_trip():
     assert dct["class"] == "GatedTwoLayerReLU" and dct["bias"] is True
     assert set(dct) >= {"W1", "b1", "W2", "gates", "classes", "loss"}
     _same(net, GatedTwoLayerReLU.from_dict(dct), rng.standard_normal((5, 2)))
+
+
+@pytest.mark.parametrize("formulation", ["gated", "relu"])
+def test_forward_in_row_chunks_equals_one_block(formulation, monkeypatch):
+    """Large inputs are evaluated in row chunks (bounded memory) with the same outputs."""
+    import cvxnn
+    import cvxnn.network as network
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 4))
+    y = np.sin(X[:, 0]) + 0.1 * rng.standard_normal(300)
+    net = cvxnn.solve(X, y, 1e-3, formulation=formulation, n_gates=20, random_state=0).network
+    whole = net.forward(X)
+    monkeypatch.setattr(network, "_FORWARD_CHUNK_ELEMENTS", 3 * net.W2.shape[0] + 1)
+    # same numbers up to the rounding of differently blocked GEMMs
+    np.testing.assert_allclose(net.forward(X), whole, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(net.predict(X), whole[:, 0], rtol=1e-12, atol=1e-12)

@@ -56,6 +56,9 @@ __all__ = [
     "FORMAT_VERSION",
 ]
 
+#: numbers in one chunk of hidden activations in ``forward`` (rows x neurons)
+_FORWARD_CHUNK_ELEMENTS = 1 << 22
+
 #: value of the ``format`` field of a saved network's metadata
 FORMAT_NAME = "cvxnn.network"
 #: version of the file layout written by :meth:`TwoLayerReLU.save`
@@ -395,7 +398,16 @@ class TwoLayerReLU:
         Z : array of shape (n, c)
         """
         X = self._check_X(X)
-        return self._hidden(X) @ self.W2
+        n, m = X.shape[0], self.W2.shape[0]
+        rows = max(1, _FORWARD_CHUNK_ELEMENTS // max(m, 1))
+        if n <= rows:
+            return self._hidden(X) @ self.W2
+        # row chunks keep the (rows, m) hidden activations small (MNIST with 10,000
+        # neurons: 4.8 GB for all 60,000 rows at once)
+        Z = np.empty((n, self.W2.shape[1]), dtype=np.result_type(X.dtype, self.W2.dtype))
+        for s in range(0, n, rows):
+            Z[s:s + rows] = self._hidden(X[s:s + rows]) @ self.W2
+        return Z
 
     __call__ = forward
 
