@@ -159,7 +159,12 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     last = {"timed_out": False, "best_dual": -np.inf, "dual_point": None, "ws_blocks": 0}
     offset = 0
 
-    def check(Ux, Z, k):
+    def evaluate(Ux, Z, k, what):
+        """Full gap at ``Ux`` (of ``cur``): best dual so far, history, monitor, log.
+
+        Returns ``(own gap, gap with the best dual, dual norms, stop)``; ``stop`` when
+        the tolerance or the time limit is reached.
+        """
         g_own, norms = cur.gap(Ux, Z, with_norms=True)
         g = g_own
         # any dual feasible point bounds the optimum: keep the best one seen
@@ -173,14 +178,18 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
             monitor(offset + k, lambda: full.to_numpy(Ux if cur is full else full.embed(Ux, idx, P)),
                     g.primal, g.relative_gap)
         last["gap"] = g
-        last["drop"] = None
         if verbose >= 2 or (verbose and (offset + k) % (check_every * 50) == 0):
-            print(f"[gated fista] iter {offset + k:6d}  patterns {idx.size:6d}  "
+            print(f"[gated fista] iter {offset + k:6d}  {what}  "
                   f"objective {g.primal:.10g}  rel. gap {g.relative_gap:.3e}", flush=True)
-        if g.relative_gap <= tol:
-            return True, {"gap": g}
-        if time_limit is not None and time.perf_counter() - t0 > time_limit:
-            last["timed_out"] = True
+        stop = g.relative_gap <= tol
+        if not stop and time_limit is not None and time.perf_counter() - t0 > time_limit:
+            last["timed_out"] = stop = True
+        return g_own, g, norms, stop
+
+    def check(Ux, Z, k):
+        last["drop"] = None
+        g_own, g, norms, stop = evaluate(Ux, Z, k, f"patterns {idx.size:6d}")
+        if stop:
             return True, {"gap": g}
         if block_ws and g.relative_gap <= ws_gap:
             W = (group_norms(Ux) > 0) | (norms >= (1.0 - ws_margin) * cur.alpha)
@@ -204,25 +213,8 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
         """Full-problem gap at the working-set iterate; grows ``W`` on violations."""
         Ux = cur.zeros()
         Ux[:, pat, out] = V
-        g_own, norms = cur.gap(Ux, Z, with_norms=True)
-        g = g_own
-        if g.dual > last["best_dual"]:
-            last["best_dual"] = g.dual
-            last["dual_point"] = -g.dual_scale * cur.loss.gradient(Z, cur.Y)
-        if last["best_dual"] > g.dual:
-            g = _make_gap(g.primal, last["best_dual"], g.dual_scale)
-        history.append((offset + k, time.perf_counter() - t0, g.relative_gap, g.primal, 0.0))
-        if monitor is not None:
-            monitor(offset + k, lambda: full.to_numpy(Ux if cur is full else full.embed(Ux, idx, P)),
-                    g.primal, g.relative_gap)
-        last["gap"] = g
-        if verbose >= 2 or (verbose and (offset + k) % (check_every * 50) == 0):
-            print(f"[gated fista] iter {offset + k:6d}  blocks {pat.size:6d}  "
-                  f"objective {g.primal:.10g}  rel. gap {g.relative_gap:.3e}", flush=True)
-        if g.relative_gap <= tol:
-            return True, {"gap": g}
-        if time_limit is not None and time.perf_counter() - t0 > time_limit:
-            last["timed_out"] = True
+        _, g, norms, stop = evaluate(Ux, Z, k, f"blocks {pat.size:8d}")
+        if stop:
             return True, {"gap": g}
         near = (group_norms(Ux) > 0) | (norms >= (1.0 - ws_margin) * cur.alpha)
         if np.any(~W & (norms > cur.alpha)):
