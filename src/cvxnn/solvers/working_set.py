@@ -402,16 +402,17 @@ class _WorkingSetSolver:
                 rows = max(1, self.chunk_elems // max(cols.size, 1))
                 hnn = np.zeros((ncols.size, ncols.size))
                 hno = np.zeros((ncols.size, ocols.size))
+                def masked(sl, pats):
+                    """Rows ``sl`` of ``[D_i Xa for i in pats]`` (rows, len(pats) d)."""
+                    Dm = self.D[sl][:, pats].astype(np.float64)
+                    return (Dm[:, :, None] * self.Xa[sl][:, None, :]).reshape(Dm.shape[0], -1)
+
                 for s in range(0, n, rows):
                     sl = slice(s, min(n, s + rows))
-                    Xs = self.Xa[sl]
-                    Jnew = (self.D[sl][:, pats_new].astype(np.float64)[:, :, None]
-                            * Xs[:, None, :]).reshape(-1, ncols.size)
+                    Jnew = masked(sl, pats_new)
                     hnn += Jnew.T @ Jnew  # numpy uses a symmetric rank-k update here
                     if ok.size:
-                        Jold = (self.D[sl][:, pats_old].astype(np.float64)[:, :, None]
-                                * Xs[:, None, :]).reshape(-1, ocols.size)
-                        hno += Jnew.T @ Jold
+                        hno += Jnew.T @ masked(sl, pats_old)
                 H[np.ix_(ncols, ncols)] = hnn / n
                 if ok.size:
                     H[np.ix_(ncols, ocols)] = hno / n
