@@ -56,6 +56,36 @@ def test_float32_solve_matches_float64(loss):
     assert r32.weights["U"].dtype == np.float64
 
 
+def test_float32_solve_leaves_out_all_zero_features_exactly():
+    """Blank features (like MNIST's border pixels) are left out of the float32 products:
+    the weights come back with every feature row, zero on the blank ones, and the
+    float64 certificate of the full problem holds; interrupted solves too."""
+    X, y = _small()
+    Xz = np.insert(X, [0, 2], 0.0, axis=1)          # two all-zero columns
+    kw = dict(formulation="gated", loss="logistic", n_gates=30, random_state=0, alpha=1e-2,
+              classification=True)
+    ref = cvxnn.solve(Xz, y, tol=1e-8, **kw)                  # float64: all columns
+    r = cvxnn.solve(Xz, y, dtype="float32", tol=1e-5, **kw)
+    U = r.weights["U"]
+    assert U.shape[0] == Xz.shape[1] + 1 and U.dtype == np.float64
+    np.testing.assert_array_equal(U[[0, 3]], 0.0)
+    assert r.relative_gap <= 1e-5
+    assert abs(r.objective - ref.objective) <= r.gap + 1e-9
+    np.testing.assert_array_equal(ref.weights["U"][[0, 3]], 0.0)
+    calls = []
+
+    def stop_after_two(info):
+        calls.append(info)
+        return len(calls) >= 2          # the best iterate so far comes back
+
+    s = cvxnn.solve(Xz, y, dtype="float32", tol=1e-12, callback=stop_after_two, **kw)
+    assert s.stopped == "callback" and not s.converged
+    assert s.weights["U"].shape == U.shape
+    np.testing.assert_array_equal(s.weights["U"][[0, 3]], 0.0)
+    assert s.network.objective(Xz, y, 1e-2) == pytest.approx(s.objective, rel=1e-9)
+    assert s.objective - ref.objective <= s.gap + 1e-9
+
+
 def test_dtype_and_device_errors():
     X, y = _small(n=60)
     with pytest.raises(ValueError, match="dtype"):

@@ -231,8 +231,10 @@ def test_world_size_one_equals_serial(name, tmp_path, monkeypatch):
     from cvxnn.distributed import solve_sharded
     from cvxnn.solvers.gated import solve_gated_fista as serial
 
-    # the sharded solver mirrors serial FISTA on all blocks (no block working set)
+    # the sharded solver mirrors serial FISTA on all blocks (no block working set) with
+    # dual bounds from its gap checks only (no per-iteration dual probe)
     monkeypatch.setitem(serial.__kwdefaults__, "working_set", False)
+    monkeypatch.setitem(serial.__kwdefaults__, "dual_probe", False)
     X, y, loss, alpha, kw, G = _small(name)
     ref = cvxnn.solve(X, y, alpha, formulation="gated", gates=G, loss=loss, solver="fista",
                       tol=TOL, **kw)

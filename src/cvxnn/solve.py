@@ -464,15 +464,40 @@ def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbos
     from .solvers.gated import solve_gated_fista
 
     Xa, Y = problem64.Xa, problem64.Y
+    U0 = U0_given = None if warm_start is None else warm_start.get("U")
+    # features that are zero on every training sample (blank MNIST pixels) carry zero
+    # weights at every optimum (they change no prediction and only add to the norms):
+    # the products run without them and the weights are embedded back (exact)
+    used_cols = np.flatnonzero(np.any(Xa != 0, axis=0))
+    reduce_cols = 0 < used_cols.size < Xa.shape[1] and (device is not None or dtype == "float32")
+    if reduce_cols:
+        Xw = Xa[:, used_cols]
+        if U0 is not None:
+            U0 = np.asarray(U0, dtype=np.float64).reshape(problem64.shape)[used_cols]
+        if verbose:
+            print(f"[cvxnn] {Xa.shape[1] - used_cols.size} all-zero feature columns left out "
+                  "of the products (their weights are zero at the optimum)")
+    else:
+        Xw = Xa
     if device is not None:
         from .torch_backend import TorchGatedProblem
 
-        work = TorchGatedProblem(Xa, D, Y, loss, alpha, device=device, dtype=dtype)
+        work = TorchGatedProblem(Xw, D, Y, loss, alpha, device=device, dtype=dtype)
     elif dtype == "float32":
-        work = GatedReLUProblem(Xa.astype(np.float32), D, Y, loss, alpha)
+        work = GatedReLUProblem(Xw.astype(np.float32), D, Y, loss, alpha)
     else:
         work = problem64
-    U0 = None if warm_start is None else warm_start.get("U")
+    if reduce_cols:
+        # weights leave the solver (progress monitor, result) with every feature row
+        to_reduced_numpy = work.to_numpy
+
+        def to_full_numpy(U):
+            Ur = to_reduced_numpy(U)
+            Uf = np.zeros((Xa.shape[1],) + Ur.shape[1:])
+            Uf[used_cols] = Ur
+            return Uf
+
+        work.to_numpy = to_full_numpy
     big = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1] > 1e9
     used = "fista" if device is None else f"fista[torch:{work.device}]"
     monitor = SolveMonitor(callback, used, t0)
@@ -480,8 +505,8 @@ def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbos
         out = solve_gated_fista(work, U0, tol=tol, max_iter=max_iter, verbose=verbose,
                                 n_power=3 if big else 8, time_limit=time_limit, monitor=monitor)
     if monitor.stopped is not None:
-        return _stopped_result(problem64, "gated", monitor, U0, G, loss, alpha, bias, classes,
-                               exact, tol, t0)
+        return _stopped_result(problem64, "gated", monitor, U0_given, G, loss, alpha, bias,
+                               classes, exact, tol, t0)
     U = work.to_numpy(out["U"])
     # the certificate is always evaluated in float64 on the host
     if work is problem64:

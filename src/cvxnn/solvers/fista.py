@@ -76,7 +76,7 @@ def estimate_lipschitz(problem, curvature: float, out_shape, rng=None, n_power: 
 
 def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
           growth=1.25, shrink=0.5, restart=True, callback=None, state_info=None,
-          x_prev=None, t0=1.0) -> FistaState:
+          x_prev=None, t0=1.0, probe=None) -> FistaState:
     """Run FISTA from ``x0``; return the final :class:`FistaState`.
 
     Parameters
@@ -97,6 +97,10 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
         Resume the momentum of an earlier run: the previous iterate and the momentum
         parameter ``t`` (as returned in :class:`FistaState`); the first extrapolated
         point is ``x0 + (t0 - 1)/t1 (x0 - x_prev)``.
+    probe : callable ``(out_y, grad_out, grad_x) -> None``, optional
+        Called after every gradient evaluation with the outputs of the extrapolated
+        point, the gradient of ``f`` there and its adjoint (the gradient in ``x``);
+        lets a caller read a dual candidate off every iteration at no extra product.
     """
     x = x0
     out_x = problem.apply(x)
@@ -113,6 +117,8 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
         out_y = problem.apply(y)
     fy, gout = problem.smooth_value_and_gradient(out_y)
     gy = problem.adjoint(gout)
+    if probe is not None:
+        probe(out_y, gout, gy)
     # the descent test tolerates rounding of the iterate's precision (float32 needs slack)
     pdt = getattr(problem, "dtype", None)  # precision of the products (may differ from x)
     eps = float(np.finfo(pdt).eps) if pdt is not None else _eps(x)
@@ -156,6 +162,8 @@ def fista(problem, x0, *, step, check, max_iter=10000, check_every=10,
                 return state
         fy, gout = problem.smooth_value_and_gradient(out_y)
         gy = problem.adjoint(gout)
+        if probe is not None:
+            probe(out_y, gout, gy)
     if state.n_iter != k:
         done, info = check(x, out_x, k)
         state = FistaState(x=x, out=out_x, step=step, n_iter=k, converged=done, info=info,
