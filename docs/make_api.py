@@ -24,7 +24,7 @@ MODULES = [
     "cvxnn.path", "cvxnn.estimators_cv", "cvxnn.closed_form", "cvxnn.spline1d",
     "cvxnn.interpret", "cvxnn.plotting", "cvxnn.linear", "cvxnn.cnn", "cvxnn.memory", "cvxnn.distributed",
     "cvxnn.oracle", "cvxnn.search", "cvxnn.certify", "cvxnn.cone_decomposition",
-    "cvxnn.patterns", "cvxnn.losses",
+    "cvxnn.patterns", "cvxnn.losses", "cvxnn.dual_refine",
 ]
 
 HEADER = """# cvxnn API reference

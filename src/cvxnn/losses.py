@@ -53,6 +53,16 @@ class Loss:
         """Upper bound on the Lipschitz constant of ``grad L`` in Frobenius norm."""
         raise NotImplementedError  # pragma: no cover
 
+    def row_scale_slopes(self, Theta: np.ndarray, Y: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """Rate at which ``dual_value`` drops when the rows of ``Theta`` shrink.
+
+        Returns ``r`` of shape ``(n,)`` with ``r_j = <grad dual_value(Theta)_j, Theta_j>``,
+        so that ``dual_value((1 - delta) * Theta) ~ dual_value(Theta) - r @ delta`` for
+        small row factors ``delta >= 0``.  Row scaling by factors in ``[0, 1]`` keeps
+        ``Theta`` in the conjugate's domain for every loss here.
+        """
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -81,6 +91,10 @@ class SquaredLoss(Loss):
 
     def curvature(self, n):
         return 1.0 / n
+
+    def row_scale_slopes(self, Theta, Y):
+        n = Theta.shape[0]
+        return np.einsum("jk,jk->j", Y - n * Theta, Theta)
 
 
 class LogisticLoss(Loss):
@@ -111,6 +125,12 @@ class LogisticLoss(Loss):
     def curvature(self, n):
         return 0.25 / n
 
+    def row_scale_slopes(self, Theta, Y):
+        n = Theta.shape[0]
+        q = np.clip(n * Theta * Y, 0.0, 1.0)
+        logit = np.log(np.maximum(q, 1e-300)) - np.log(np.maximum(1.0 - q, 1e-300))
+        return -(q * np.clip(logit, -700.0, 700.0)).sum(axis=1) / n
+
 
 class CrossEntropyLoss(Loss):
     """``mean_j [logsumexp(Z_j) - <Y_j, Z_j>]`` for one-hot rows ``Y_j``."""
@@ -140,6 +160,11 @@ class CrossEntropyLoss(Loss):
 
     def curvature(self, n):
         return 0.5 / n
+
+    def row_scale_slopes(self, Theta, Y):
+        n = Theta.shape[0]
+        Q = np.maximum(Y - n * Theta, 1e-300)
+        return np.einsum("jk,jk->j", np.log(Q) + 1.0, Theta)
 
 
 LOSSES: dict[str, type[Loss]] = {
