@@ -4,8 +4,11 @@ For each shape ``(n, d, P, c)`` the script times (median of repeats, same run):
 
 * ``gemm``: ``Xa @ U`` with ``U`` of shape ``(d, P c)`` plus ``Xa.T @ M`` with ``M``
   of shape ``(n, P c)``: the floor for any implementation;
-* ``gradient``: ``cvxnn.operators.forward`` + ``adjoint`` (GEMM + mask, row chunks),
-  i.e. one gradient of the smooth part, in float64 and float32;
+* ``gradient``: ``GatedReLUProblem.apply`` + ``adjoint`` (what the solvers call: the
+  masked products of :mod:`cvxnn.operators`, GEMM + mask by row chunks, with the
+  problem's float copy of small masks), i.e. one gradient of the smooth part, in
+  float64 and float32; ``functions``: the same through ``forward`` + ``adjoint`` on
+  the boolean masks;
 * ``torch``: the same two products through :mod:`cvxnn.torch_backend` on the CPU
   (when torch is installed);
 * ``expanded``: the reference approach of materialising ``n x P d`` (only for small
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cvxnn.operators import adjoint, forward
+from cvxnn.problems import GatedReLUProblem
 
 SHAPES = [  # (label, n, d, P, c)
     ("wdbc-like", 569, 31, 100, 1),
@@ -39,7 +43,11 @@ SHAPES = [  # (label, n, d, P, c)
 
 
 def _median_time(fn, repeats):
+    """Median wall time of ``fn``; tiny calls are repeated for at least ~0.3 s."""
+    t = time.perf_counter()
     fn()
+    first = time.perf_counter() - t
+    repeats = max(repeats, min(500, int(0.3 / max(first, 1e-6))))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -60,7 +68,12 @@ def bench(label, n, d, P, c, repeats):
         M = rng.standard_normal((n, P * c)).astype(dt)
         U2 = U.reshape(d, P * c)
         rec[f"gemm_{name}"] = _median_time(lambda: (X @ U2, X.T @ M), repeats)
-        rec[f"gradient_{name}"] = _median_time(lambda: (forward(X, D, U), adjoint(X, D, R)), repeats)
+        # what the solvers call per gradient: the problem's products (float mask copy
+        # when small, automatic chunks, float64 predictions)
+        prob = GatedReLUProblem(X, D, R, "squared", 1.0)
+        rec[f"gradient_{name}"] = _median_time(lambda: (prob.apply(U), prob.adjoint(R)), repeats)
+        rec[f"functions_{name}"] = _median_time(lambda: (forward(X, D, U), adjoint(X, D, R)),
+                                                repeats)
         rec[f"ratio_{name}"] = rec[f"gradient_{name}"] / rec[f"gemm_{name}"]
     try:
         from cvxnn.torch_backend import TorchGatedProblem

@@ -165,12 +165,29 @@ class GatedReLUProblem(_GatedCertificates):
         """Weights as a float64 numpy array."""
         return np.asarray(U, dtype=np.float64)
 
+    #: problems whose masks fit in this many bytes as floats keep a float copy for the
+    #: products (saves a conversion pass per product; 0.03 ms of 0.3 ms on pima)
+    FLOAT_MASK_BYTES = 1 << 23
+
+    @property
+    def _kernel_masks(self):
+        """``D`` for the masked products: a float copy when small, else ``D`` itself."""
+        D = self.D
+        cached = getattr(self, "_float_masks", None)
+        if cached is not None and cached[0] is D:
+            return cached[1]
+        Dk = D
+        if D.dtype != self.Xa.dtype and D.size * self.Xa.dtype.itemsize <= self.FLOAT_MASK_BYTES:
+            Dk = D.astype(self.Xa.dtype)
+        self._float_masks = (D, Dk)
+        return Dk
+
     # linear map x -> outputs and its adjoint (used by FISTA)
     def apply(self, U):
-        return forward(self.Xa, self.D, U).astype(np.float64, copy=False)
+        return forward(self.Xa, self._kernel_masks, U).astype(np.float64, copy=False)
 
     def adjoint(self, G):
-        return adjoint(self.Xa, self.D, G)
+        return adjoint(self.Xa, self._kernel_masks, G)
 
     def smooth_value(self, Z):
         """Loss ``L(Z, Y)`` at predictions ``Z`` (n, c)."""

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ..dual_refine import rescale_rows
-from ..operators import _row_chunks, _scratch
+from ..operators import _row_chunks, _scratch, auto_chunk_elements
 from ..problems import GatedReLUProblem, _best_dual, _make_gap, group_norms, group_soft_threshold
 from ..screening import gap_safe_screen
 from .fista import estimate_lipschitz, fista
@@ -38,7 +38,7 @@ class BlockSubproblem:
     interface :func:`~cvxnn.solvers.fista.fista` needs.
     """
 
-    def __init__(self, parent: GatedReLUProblem, pat, out, chunk_elements=1 << 22):
+    def __init__(self, parent: GatedReLUProblem, pat, out, chunk_elements=None):
         self.Xa, self.Y, self.loss, self.alpha = parent.Xa, parent.Y, parent.loss, parent.alpha
         self.pat = np.asarray(pat, dtype=np.intp)
         self.out = np.asarray(out, dtype=np.intp)
@@ -48,7 +48,8 @@ class BlockSubproblem:
         c = parent.Y.shape[1]
         self.onehot = np.zeros((self.pat.size, c), dtype=self.dtype)
         self.onehot[np.arange(self.pat.size), self.out] = 1.0
-        self.chunk = int(chunk_elements)
+        self.chunk = int(auto_chunk_elements(parent.Xa.shape[1]) if chunk_elements is None
+                         else chunk_elements)
 
     def apply(self, V):
         n, B = self.n_samples, self.pat.size
@@ -362,6 +363,15 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
             gap = last["gap"]
     else:
         gap = last["gap"]
+        if use_probe and gap.relative_gap > 0:
+            # the checks paired the iterates with probe points: the returned iterate's
+            # own dual point may still be better (one more adjoint)
+            Z = full.apply(U)
+            own = full.gap(U, Z)
+            if own.dual > last["best_dual"]:
+                last["best_dual"] = own.dual
+                last["dual_point"] = -own.dual_scale * full.loss.gradient(Z, full.Y)
+            gap = _make_gap(own.primal, last["best_dual"], own.dual_scale)
     return {"U": U, "gap": gap, "n_iter": offset, "converged": gap.relative_gap <= tol,
             "history": history, "timed_out": last["timed_out"], "n_screened": P - idx.size,
             "dual_point": last["dual_point"], "working_set_blocks": last["ws_blocks"]}
