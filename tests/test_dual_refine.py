@@ -90,7 +90,7 @@ def test_solver_uses_the_rescaled_bound_and_stays_certified():
     prob = _problem("iris", "cross_entropy", 3e-3, P=40, n=150)
     ref = solve_gated_working_set(prob, tol=1e-10)["gap"].primal
     kw = dict(tol=1e-7, max_iter=400, working_set=False, screen=False, refine_from=1.0,
-              refine_share=1.0)
+              refine_share=1.0, refine_min_size=0)
     a = solve_gated_fista(prob, refine_dual=True, **kw)
     b = solve_gated_fista(prob, refine_dual=False, **kw)
     for out in (a, b):

@@ -97,7 +97,7 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
                       time_limit=None, screen=True, screen_fraction=0.05, monitor=None,
                       working_set=True, ws_gap=0.05, ws_margin=0.02,
                       ws_max_fraction=0.6, dual_probe=True, refine_dual=True, refine_from=3e-2,
-                      refine_share=0.1) -> dict:
+                      refine_share=0.1, refine_min_size=10_000_000) -> dict:
     """Minimise the gated ReLU program to a relative duality gap ``tol``.
 
     Parameters
@@ -152,7 +152,9 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
         uniformly (a few small linear programs and adjoint products), at most a
         ``refine_share`` of the elapsed time, and once more at the last check before
         ``max_iter`` or before ``time_limit`` runs out (started when the time left is
-        about the previous repair's duration).
+        about the previous repair's duration).  Only for problems with
+        ``n d P c >= refine_min_size`` (on tiny problems a linear program costs
+        hundreds of gradients).
 
     Returns
     -------
@@ -177,7 +179,8 @@ def solve_gated_fista(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max_iter=
     history = []
     last = {"timed_out": False, "best_dual": -np.inf, "dual_point": None, "ws_blocks": 0,
             "refine_end": t0, "refine_cost": 0.0}
-    use_refine = bool(refine_dual) and type(full) is GatedReLUProblem and full.alpha > 0
+    use_refine = (bool(refine_dual) and type(full) is GatedReLUProblem and full.alpha > 0
+                  and full.n_samples * d * P * c >= refine_min_size)
     offset = 0
 
     def evaluate(Ux, Z, k, what, from_probe=False):
