@@ -288,6 +288,53 @@ def test_a_second_ctrl_c_soon_after_an_absorbed_one_propagates():
     assert third.stopped == "keyboard_interrupt"
 
 
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to the own process")
+def test_a_swallowed_ctrl_c_is_acted_on_at_the_next_evaluation():
+    # C code that runs a Python callback may swallow the KeyboardInterrupt of a Ctrl-C;
+    # the guard's handler records the press, and the next certificate evaluation raises
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monitor = SolveMonitor()
+    reached = []
+    with monitor.guard():
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            __import__("time").sleep(5)
+        except KeyboardInterrupt:
+            pass                                  # swallowed on its way up
+        monitor(3, np.zeros(2), 1.0, 0.5)          # the solver's next evaluation
+        reached.append(True)
+    assert monitor.stopped == "keyboard_interrupt" and not reached
+    assert monitor.n_evaluations == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert _control._pending_interrupt["time"] is None
+
+
+def test_guard_leaves_a_users_sigint_handler_and_other_threads_alone():
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        with SolveMonitor().guard():
+            assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    seen = []
+
+    def worker():
+        m = SolveMonitor()
+        with m.guard():                    # signal.signal would raise in a thread
+            seen.append(signal.getsignal(signal.SIGINT))
+            raise KeyboardInterrupt
+        seen.append(m.stopped)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [signal.default_int_handler, "keyboard_interrupt"]
+
+
 def test_callback_interrupts_do_not_count_as_double_ctrl_c():
     X, y = _targets("squared")
     for _ in range(3):

@@ -19,6 +19,13 @@ that a solve already absorbed (so a loop of solves, such as a regularisation
 path, is stopped by pressing Ctrl-C twice).  A ``KeyboardInterrupt`` raised by
 the callback itself (a deterministic "Ctrl-C") does not count for that rule.
 
+While a guard is active in the main thread and Python's default SIGINT handler is
+installed, the guard installs its own handler, which records the press and then
+raises ``KeyboardInterrupt`` as usual.  A ``KeyboardInterrupt`` raised while C code
+runs a Python callback (a finaliser, an attribute lookup) can be swallowed by that
+code; the record makes the next certificate evaluation raise it again, so a Ctrl-C
+is never lost.  A handler the user installed is left alone.
+
 Nested solves (the restricted programs solved by the pattern search inside
 one :func:`cvxnn.solve` call) share the outer call's callback through a
 context variable, :data:`ACTIVE_SEARCH`; see :class:`SearchControl`.
@@ -28,6 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -54,6 +63,28 @@ class _CallbackInterrupt(BaseException):
 #: a Ctrl-C within this many seconds of one absorbed by a solve propagates
 DOUBLE_INTERRUPT_SECONDS = 5.0
 _last_absorbed = {"time": None}
+#: a Ctrl-C recorded by the guard's SIGINT handler and not yet acted on
+_pending_interrupt = {"time": None}
+
+
+def _record_and_raise(signum, frame):
+    _pending_interrupt["time"] = time.monotonic()
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _recording_sigint():
+    """Install :func:`_record_and_raise` for SIGINT while the block runs (main thread,
+    default handler only; nested uses and other threads change nothing)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _record_and_raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class SearchStopped(BaseException):
@@ -193,6 +224,9 @@ class SolveMonitor:
         best iterate) or a zero-argument callable returning one (called only
         then, e.g. to embed a screened iterate into the full problem).
         """
+        if _pending_interrupt["time"] is not None:
+            # a Ctrl-C whose KeyboardInterrupt was swallowed on its way up: act on it now
+            raise KeyboardInterrupt
         self.n_evaluations += 1
         self.iteration = int(iteration)
         objective = float(objective)
@@ -227,13 +261,16 @@ class SolveMonitor:
     @contextlib.contextmanager
     def guard(self):
         """Turn a stop request or a ``KeyboardInterrupt`` into :attr:`stopped`."""
+        _pending_interrupt["time"] = None
         try:
-            yield self
+            with _recording_sigint():
+                yield self
         except _StopRequested:
             self.stopped = "callback"
         except _CallbackInterrupt:
             self.stopped = "keyboard_interrupt"
         except KeyboardInterrupt:
+            _pending_interrupt["time"] = None
             now = time.monotonic()
             last = _last_absorbed["time"]
             if last is not None and now - last < DOUBLE_INTERRUPT_SECONDS:
