@@ -296,3 +296,51 @@ def test_duplicate_rows_are_merged_for_the_squared_loss():
     assert abs(res.objective - ref.objective) <= 1e-7 * ref.objective
     assert res.network.objective(X, y, 1e-2) == pytest.approx(res.objective, rel=1e-10)
     assert seen and seen[-1].objective == pytest.approx(res.objective, rel=1e-8)
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("n_blocks", [10, 30])
+def test_sample_space_factorisation_with_flat_radial_curvature(loss, n_blocks):
+    """Blocks with zero radial curvature (the exact penalty Hessian of the manifold
+    step) go through the saddle-point capacitance matrix: the Woodbury solve matches a
+    direct solve of the explicitly formed system, also with more blocks than samples
+    (where only the manifold step's small radial regularisation keeps it regular)."""
+    from cvxnn.solvers.working_set import MANIFOLD_RADIAL_REG, _Curvature, _WorkingSetSolver
+
+    rng = np.random.default_rng(3)
+    n, d, P = 20, 2, 30
+    Xa = _with_ones(rng.standard_normal((n, d)))
+    D = _masks(Xa, P, rng)
+    Y = (np.where(rng.standard_normal(n) > 0, 1.0, -1.0) if loss == "logistic"
+         else rng.standard_normal(n))[:, None]
+    pb = GatedReLUProblem(Xa, D, Y, loss, 1e-2)
+    S = _WorkingSetSolver(pb, chunk_bytes=2 ** 20, dense_flops=1e12, verbose=0)
+    pat, out = np.arange(P), np.zeros(P, dtype=int)
+    u = rng.standard_normal((P, d + 1))
+    S.set_working_set(pat, out, u)
+    A = np.arange(n_blocks)
+    uA = u[A]
+    Z = S.forward_w(A, uA)
+    curv = _Curvature(loss, Z, pb.Y)
+    r2 = np.einsum("bd,bd->b", uA, uA)
+    c1 = rng.uniform(0.5, 2.0, n_blocks) * 1e-2
+    if n_blocks < n:
+        # half of the blocks exactly flat, the others with positive radial curvature
+        c2 = np.where(np.arange(n_blocks) % 2 == 0, c1 / r2, 0.5 * c1 / r2)
+    else:
+        c2 = c1 / r2 * (1.0 - MANIFOLD_RADIAL_REG)
+    m = n_blocks * (d + 1)
+    K = np.stack([S._hvp(A, curv, uA, c1, c2, e.reshape(n_blocks, d + 1)).ravel()
+                  for e in np.eye(m)], axis=1)
+    rhs = rng.standard_normal((n_blocks, d + 1))
+    x_ref = np.linalg.solve(K, rhs.ravel()).reshape(rhs.shape)
+    solve = S._factor_woodbury(A, curv, uA, c1, c2)
+    assert solve is not None
+    x_w = solve(rhs)
+    res = np.linalg.norm(rhs - S._hvp(A, curv, uA, c1, c2, x_w)) / np.linalg.norm(rhs)
+    if n_blocks < n:
+        assert np.linalg.norm(x_w - x_ref) <= 1e-8 * np.linalg.norm(x_ref)
+        assert res <= 1e-10
+    else:
+        # condition number ~ 1 / MANIFOLD_RADIAL_REG: a backward-stable solve
+        assert res <= 1e-5

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._control import (ACTIVE_SEARCH, ProgressBar, SearchControl, SearchStopped,
                        SolveInterruptedWarning, SolveMonitor, check_callback)
@@ -387,7 +388,7 @@ def solve(X, y, alpha=1e-3, *, formulation="relu", loss="squared", gates=None, n
 
     # small GEMMs run faster on one BLAS thread (threads spin and contend on 2-core machines)
     size = Xa.shape[0] * Xa.shape[1] * D.shape[1] * Y.shape[1]
-    with threadpool_limits(limits=1 if size <= SMALL_PROBLEM_SIZE else None, user_api="blas"):
+    with _blas_threads(1 if size <= SMALL_PROBLEM_SIZE else None):
         try:
             if first_order:
                 result = _solve_first_order(problem, G, D, loss, alpha, bias, tol, max_iter,
@@ -521,6 +522,23 @@ def _solve_first_order(problem64, G, D, loss, alpha, bias, tol, max_iter, verbos
     converged = gap.relative_gap <= tol
     return _finish("gated", U, gap, out["n_iter"], converged, out["history"], 0.0, G, loss,
                    alpha, bias, classes, exact, tol, t0, used)
+
+
+_THREADPOOLS: list = []
+
+
+def _blas_threads(limit):
+    """Context limiting the BLAS thread pools to ``limit`` threads (None: no change).
+
+    The libraries are found once per process (a scan of the loaded shared objects
+    costs milliseconds, as much as a whole small solve's setup); BLAS libraries
+    loaded later are rescanned for when none was found before.
+    """
+    if limit is None:
+        return contextlib.nullcontext()
+    if not _THREADPOOLS or not _THREADPOOLS[0].select(user_api="blas").lib_controllers:
+        _THREADPOOLS[:] = [ThreadpoolController()]
+    return _THREADPOOLS[0].limit(limits=limit, user_api="blas")
 
 
 #: problems with n * d * P * c at most this size are solved with one BLAS thread

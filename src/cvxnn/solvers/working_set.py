@@ -74,6 +74,7 @@ import time
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg import blas as _blas
 from scipy.special import expit, softmax
 
 from ..problems import GatedReLUProblem
@@ -95,6 +96,21 @@ _BETA = {"squared": 1.0, "logistic": 0.25, "cross_entropy": 0.25}
 
 
 # ----------------------------------------------------------------------------- helpers
+#: blocks with radial curvature ``c1 - c2 r^2 < FLAT_RADIAL c1`` get the exact
+#: (saddle-point) treatment in the sample-space factorisation
+FLAT_RADIAL = 1e-4
+#: relative radial curvature added to the exact penalty Hessian of the manifold step
+MANIFOLD_RADIAL_REG = 1e-6
+
+
+def _gram_upper(A, w):
+    """``A diag(w) A^T`` (``A`` (n, k)); with ``w >= 0`` only its upper triangle is
+    computed (``dsyrk``, half the flops of a GEMM) and the lower one is zero."""
+    if A.dtype == np.float64 and w.size and w.min() >= 0:
+        return _blas.dsyrk(1.0, (A * np.sqrt(w)).T, trans=1)
+    return (A * w) @ A.T
+
+
 def _block_prox(lam, Q, q, alpha):
     """Minimise ``1/2 v^T M v + q^T v + alpha ||v||`` with ``M = Q diag(lam) Q^T`` PSD.
 
@@ -565,16 +581,25 @@ class _WorkingSetSolver:
         ``sqrt(w_k) D_i Xa``), ``(B + J^T J)^{-1} = B^{-1} - B^{-1} J^T M^{-1} J B^{-1}``
         with ``M = I + J B^{-1} J^T = I + K0 o (S C S^T) + V G V^T`` (``K0 = Xa Xa^T``,
         ``S`` the weighted masks, ``V`` the weighted block outputs): ``O(n^2 |A|)``
-        flops instead of ``O((|A| d)^3)``.  Returns ``solve(rhs)`` or None.
+        flops instead of ``O((|A| d)^3)``.
+
+        Blocks whose radial curvature ``c1 - c2 r^2`` is (nearly) zero -- all blocks
+        of the exact penalty Hessian of the manifold step -- would make ``B^{-1}``
+        huge; for them ``B = c1 I - g uhat uhat^T`` (``g = c2 r^2``) keeps ``c1 I`` in
+        the base and the radial term joins the low-rank part.  The capacitance
+        matrix is then the saddle point ``[[M, E], [E^T, diag(1/c1 - 1/g)]]``
+        (``E = J uhat / c1``), solved through ``M`` and the Schur complement
+        ``E^T M^{-1} E + diag(1/g - 1/c1)`` (positive definite): exact, with no
+        floor on the curvature.  Returns ``solve(rhs)`` or None.
         """
         K0 = self._kernel()
         n = self.n
         r2 = np.einsum("bd,bd->b", uA, uA)
-        # radial curvature c1 - c2 r^2 (0 for the exact penalty Hessian of the manifold
-        # step): floored at 1e-6 c1; the iterative refinement corrects for it
-        den = np.maximum(c1 - c2 * r2, 1e-6 * c1)
+        den = c1 - c2 * r2
         ic1 = 1.0 / c1
-        gam = c2 / den
+        # (nearly) flat radial directions: treated exactly in the capacitance matrix
+        flat = den < FLAT_RADIAL * c1
+        gam = np.where(flat, 0.0, c2 / np.where(flat, 1.0, den))
         outs = self.out[A]
         parts = []
         for k in np.unique(outs):
@@ -584,8 +609,11 @@ class _WorkingSetSolver:
             sw = np.sqrt(curv.diag[:, k])
             S = self.Dw[:, Ak] * sw[:, None]
             V = (self.Xa @ u_k.T) * S
-            M = K0 * ((S * ic1[sel]) @ S.T)
-            M += (V * (ic1[sel] * gam[sel])) @ V.T
+            ic, gm, fl = ic1[sel], gam[sel], flat[sel]
+            # only the upper triangle is formed and read (symmetric rank-k updates)
+            M = K0 * _gram_upper(S, ic)
+            if not fl.all():
+                M += _gram_upper(V[:, ~fl], ic[~fl] * gm[~fl])
             M[np.diag_indices(n)] += 1.0
             self.flops += 2 * n * n * len(sel) + n ** 3 / 3.0 + n * self.d * len(sel)
             dg = np.sqrt(np.diag(M))
@@ -595,18 +623,50 @@ class _WorkingSetSolver:
                 cf = sla.cho_factor(M, lower=False, check_finite=False, overwrite_a=True)
             except (np.linalg.LinAlgError, sla.LinAlgError, ValueError):
                 return None
-            parts.append((sel, S, u_k, ic1[sel], gam[sel], dg, cf))
+
+            def minv(R, cf=cf, dg=dg):
+                return sla.cho_solve(cf, R / (dg if R.ndim == 1 else dg[:, None]),
+                                     check_finite=False) / (dg if R.ndim == 1 else dg[:, None])
+
+            schur = None
+            if fl.any():
+                r = np.sqrt(r2[sel][fl])
+                uhat = u_k[fl] / r[:, None]
+                E = V[:, fl] / (r * c1[sel][fl])
+                ME = minv(E)
+                g = c2[sel][fl] * r2[sel][fl]
+                # 1/g - 1/c1 >= 0 on flat blocks (rounding may leave it slightly negative)
+                t = np.maximum(1.0 / np.maximum(g, 1e-300) - ic[fl], 0.0)
+                Sc = E.T @ ME
+                Sc[np.diag_indices_from(Sc)] += t
+                self.flops += 2 * n * n * fl.sum() + n * fl.sum() ** 2 + fl.sum() ** 3 / 3.0
+                ds = np.sqrt(np.maximum(np.diag(Sc), 1e-300))
+                Sc /= ds[:, None]
+                Sc /= ds[None, :]
+                Sc[np.diag_indices_from(Sc)] += 1e-13
+                try:
+                    cs = sla.cho_factor(Sc, lower=False, check_finite=False, overwrite_a=True)
+                except (np.linalg.LinAlgError, sla.LinAlgError, ValueError):
+                    return None
+                schur = (uhat, E, ME, ds, cs)
+            parts.append((sel, S, u_k, ic, gm, fl, minv, schur))
 
         def solve(rhs):
             x = np.empty_like(rhs)
-            for sel, S, u_k, ic, gm, dg, cf in parts:
+            for sel, S, u_k, ic, gm, fl, minv, schur in parts:
                 def binv(R):
                     return ic[:, None] * (R + (gm * np.einsum("bd,bd->b", u_k, R))[:, None] * u_k)
                 y = binv(rhs[sel])
-                q = np.einsum("nb,nb->n", S, self.Xa @ y.T)
-                z = sla.cho_solve(cf, q / dg, check_finite=False) / dg
-                JTz = (self.Xa.T @ (S * z[:, None])).T
-                x[sel] = y - binv(JTz)
+                z = minv(np.einsum("nb,nb->n", S, self.Xa @ y.T))
+                if schur is not None:
+                    uhat, E, ME, ds, cs = schur
+                    b = np.einsum("bd,bd->b", uhat, y[fl])
+                    w = sla.cho_solve(cs, (E.T @ z - b) / ds, check_finite=False) / ds
+                    z = z - ME @ w
+                corr = (self.Xa.T @ (S * z[:, None])).T
+                if schur is not None:
+                    corr[fl] += w[:, None] * uhat
+                x[sel] = y - binv(corr)
             return x
 
         return solve
@@ -783,8 +843,11 @@ class _WorkingSetSolver:
         uA = self.u[A]
         r = np.sqrt(np.einsum("bd,bd->b", uA, uA))
         c1 = self.alpha / r
-        c2 = self.alpha / r ** 3
-        grad = G[A] + c1[:, None] * uA
+        # exact penalty Hessian c1 (I - uhat uhat^T), plus a radial curvature of
+        # MANIFOLD_RADIAL_REG c1: with more active blocks than samples the exact Newton
+        # system is singular (radial combinations in the null space of the design)
+        c2 = self.alpha / r ** 3 * (1.0 - MANIFOLD_RADIAL_REG)
+        grad = G[A] + self.alpha / r[:, None] * uA
         curv = _Curvature(self.name, Z, self.Y)
         delta = self._direction(A, grad, curv, uA, c1, c2, reuse=True)
         if delta is None:
@@ -1055,7 +1118,8 @@ class _WorkingSetSolver:
                     x, res, rn = x_new, res_new, rn_new
                 return x
 
-            # check on a test vector that the factorisation is usable
+            # check on a test vector that the factorisation is usable (one unrefined
+            # solve: refinement would hide an unusable factor only at a higher cost)
             probe = np.ones((len(A), self.d))
             xp = solve(probe)
             if np.all(np.isfinite(xp)) and np.linalg.norm(probe - hvp(xp)) <= 1e-3 * np.linalg.norm(probe):
