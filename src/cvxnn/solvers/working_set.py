@@ -251,23 +251,50 @@ class _WorkingSetSolver:
         self._stale = None  # last direct factorisation on this working set (see _pcg_stale)
         self._rgap = 1.0  # restricted gap at the last _state
 
+    def _mask_columns(self, idx):
+        """Mask columns of the blocks ``idx`` (no copy when ``idx`` is the whole set in order)."""
+        if idx is None or (len(idx) == self.Dw.shape[1]
+                           and np.array_equal(idx, np.arange(len(idx)))):
+            return self.Dw
+        return self.Dw[:, idx]
+
+    def _by_output(self, idx):
+        """``[(k, positions in idx of the blocks of output k)]``."""
+        outs = self.out if idx is None else self.out[idx]
+        if self.c == 1:
+            return [(0, slice(None))]
+        return [(k, np.flatnonzero(outs == k)) for k in range(self.c)]
+
     def forward_w(self, idx, V):
-        """``Z`` contribution of blocks ``idx`` with weights ``V`` (len(idx), d)."""
+        """``Z`` contribution of blocks ``idx`` with weights ``V`` (len(idx), d).
+
+        ``Z[:, k] = rowsum(Xa * (D_idx V))`` over the blocks of output ``k``: the mask
+        multiplies the (few) weights first, so no ``n x len(idx)`` temporary is formed.
+        """
+        Z = np.zeros((self.n, self.c))
         if len(idx) == 0:
-            return np.zeros((self.n, self.c))
-        XV = self.Xa @ V.T
-        XV *= self.Dw[:, idx]
+            return Z
+        Dm = self._mask_columns(idx)
+        for k, pos in self._by_output(idx):
+            W = Dm @ V if self.c == 1 else Dm[:, pos] @ V[pos]
+            Z[:, k] = np.einsum("nd,nd->n", W, self.Xa)
         self.flops += self.n * self.d * len(idx)
-        return XV @ self.onehot[idx]
+        return Z
 
     def grads_w(self, R, idx=None):
-        """Block gradients ``Xa^T (D_i R[:, k])`` for blocks ``idx`` (default: all of W)."""
-        if idx is None:
-            M = self.Dw * R[:, self.out]
-        else:
-            M = self.Dw[:, idx] * R[:, self.out[idx]]
-        self.flops += self.n * self.d * M.shape[1]
-        return (self.Xa.T @ M).T
+        """Block gradients ``Xa^T (D_i R[:, k])`` for blocks ``idx`` (default: all of W),
+        as ``(R[:, k] * Xa)^T D`` (data rows scaled, not mask columns)."""
+        Dm = self._mask_columns(idx)
+        m = Dm.shape[1]
+        G = np.empty((m, self.d))
+        for k, pos in self._by_output(idx):
+            XR = self.Xa * R[:, k:k + 1]
+            if self.c == 1:
+                G[:] = (XR.T @ Dm).T
+            else:
+                G[pos] = (XR.T @ Dm[:, pos]).T
+        self.flops += self.n * self.d * m
+        return G
 
     def value(self, Z, u):
         return self.loss.value(Z, self.Y) + self.alpha * float(np.sqrt(np.einsum("bd,bd->b", u, u)).sum())
