@@ -241,18 +241,34 @@ class _NewtonSystem:
 
     # ---- column maps
     def col_predict(self, y):
-        """``Z`` (n, c) from column variables ``y`` (p, d)."""
-        XY = self.ipm.pr.Xa @ y.T                    # (n, p)
-        C = self.Dc * XY
-        Z = np.zeros((C.shape[0], self.ipm.c))
-        for k in range(self.ipm.c):
-            sel = self.cout == k
-            if np.any(sel):
-                Z[:, k] = C[:, sel].sum(axis=1)
+        """``Z`` (n, c) from column variables ``y`` (p, d): ``Z[:, k] = rowsum(Xa * (D_k y_k))``
+        (the mask multiplies the weights first: no ``n x p`` temporary)."""
+        Xa = self.ipm.pr.Xa
+        c = self.ipm.c
+        Z = np.zeros((Xa.shape[0], c))
+        for k in range(c):
+            if c == 1:
+                W = self.Dc @ y
+            else:
+                sel = self.cout == k
+                if not np.any(sel):
+                    continue
+                W = self.Dc[:, sel] @ y[sel]
+            Z[:, k] = np.einsum("nd,nd->n", W, Xa)
         return Z
 
     def col_adjoint(self, GZ):
-        return (self.ipm.pr.Xa.T @ (self.Dc * GZ[:, self.cout])).T    # (p, d)
+        """``(p, d)`` column gradients ``Xa^T (D_col GZ[:, k_col])``, as ``(GZ_k * Xa)^T D``."""
+        Xa = self.ipm.pr.Xa
+        c = self.ipm.c
+        if c == 1:
+            return ((Xa * GZ[:, :1]).T @ self.Dc).T
+        out = np.empty((self.p, Xa.shape[1]))
+        for k in range(c):
+            sel = np.flatnonzero(self.cout == k)
+            if sel.size:
+                out[sel] = ((Xa * GZ[:, k:k + 1]).T @ self.Dc[:, sel]).T
+        return out
 
     def hess_weights_apply(self, Zy):
         out = np.zeros_like(Zy)
