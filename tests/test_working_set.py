@@ -344,3 +344,44 @@ def test_sample_space_factorisation_with_flat_radial_curvature(loss, n_blocks):
     else:
         # condition number ~ 1 / MANIFOLD_RADIAL_REG: a backward-stable solve
         assert res <= 1e-5
+
+
+def test_factor_verifies_on_first_use_and_falls_back(monkeypatch):
+    """``_factor`` checks each factorisation on its first solve: a back end whose
+    unrefined solve is wrong (here a sabotaged dense Cholesky) is discarded for the
+    next one, the answer is refined to ``REFINE_RTOL`` and the verified factor (not
+    the discarded one) is kept for the stale-factor CG."""
+    from cvxnn.solvers import working_set as ws
+
+    pb, _ = _oracle("squared_two_outputs")
+    rng = np.random.default_rng(4)
+    S = ws._WorkingSetSolver(pb, chunk_bytes=2 ** 20, dense_flops=1e12, verbose=0)
+    P, c = pb.D.shape[1], pb.Y.shape[1]
+    pat, out = np.divmod(np.arange(P * c), c)
+    d = pb.Xa.shape[1]
+    u = rng.standard_normal((P * c, d))
+    S.set_working_set(pat, out, u)
+    A = np.arange(P * c)
+    curv = ws._Curvature("squared", S.forward_w(A, u), pb.Y)
+    c1 = rng.uniform(0.5, 2.0, P * c) * 1e-2
+    c2 = 0.5 * c1 / np.einsum("bd,bd->b", u, u)
+    rhs = rng.standard_normal((P * c, d))
+    calls = []
+
+    def broken(*args):
+        calls.append("dense")
+        return lambda r: 0.5 * r
+
+    monkeypatch.setattr(S, "_factor_dense", broken)
+    S.max_dual_n = 10 ** 6
+    S.dense_flops = 1e12
+    solve = S._factor(A, curv, u, c1, c2)
+    x = solve(rhs)
+    assert calls == ["dense"]  # tried first (cheaper on this small problem) ...
+    res = np.linalg.norm(rhs - S._hvp(A, curv, u, c1, c2, x)) / np.linalg.norm(rhs)
+    assert res <= 10 * ws.REFINE_RTOL  # ... and replaced by the sample-space solve
+    assert S._stale is not None and S._stale[1](rhs) is not None
+    assert np.linalg.norm(S._stale[1](rhs) - 0.5 * rhs) > 1e-3 * np.linalg.norm(rhs)
+    # the second solve reuses the verified factor (no new factorisation attempt)
+    solve(rng.standard_normal((P * c, d)))
+    assert calls == ["dense"]

@@ -101,6 +101,12 @@ _BETA = {"squared": 1.0, "logistic": 0.25, "cross_entropy": 0.25}
 FLAT_RADIAL = 1e-4
 #: relative radial curvature added to the exact penalty Hessian of the manifold step
 MANIFOLD_RADIAL_REG = 1e-6
+#: direct Newton solves are refined (exact products) down to this relative residual;
+#: interior-point and manifold Newton steps need no more (inexact Newton)
+REFINE_RTOL = 1e-10
+#: a factorisation whose first, unrefined solve leaves a larger relative residual is
+#: discarded for the next back end (ill-conditioning)
+PROBE_RESIDUAL = 1e-3
 
 
 def _gram_upper(A, w):
@@ -1087,8 +1093,10 @@ class _WorkingSetSolver:
         when 2x cheaper, the Jacobi-scaled block-space Cholesky being numerically
         more robust), dense block-space Cholesky, and otherwise block-Jacobi
         preconditioned CG.  Direct solves get up to 3 steps of iterative refinement
-        with exact matrix-vector products; a factorisation that fails a probe solve
-        (relative residual > 1e-3: ill-conditioning) is skipped for the next one.
+        with exact matrix-vector products (down to the relative residual
+        ``REFINE_RTOL``); a factorisation whose first solve, unrefined, leaves a
+        relative residual above ``PROBE_RESIDUAL`` (ill-conditioning) is replaced by
+        the next back end.  Back ends are factored lazily, at the first solve.
         """
         m = len(A) * self.d
         n = self.n
@@ -1120,44 +1128,71 @@ class _WorkingSetSolver:
         def hvp(v):
             return self._hvp(A, curv, vecs, c1, c2, v)
 
-        for factor in order:
-            base = factor(A, curv, vecs, c1, c2)
-            if base is None:
-                continue
-            if factor is self._factor_dense:
-                cost, solve_cost = primal_cost, 2.0 * m * m
-            else:
-                cost, solve_cost = dual_cost, 2.0 * self.c * n * n + 4.0 * n * m
-
-            def solve(rhs, base=base):
-                x = base(rhs)
-                rn0 = float(np.linalg.norm(rhs))
-                res = rhs - hvp(x)
-                rn = float(np.linalg.norm(res))
-                for _ in range(3):
-                    if rn <= 1e-13 * rn0:
-                        break
-                    x_new = x + base(res)
-                    res_new = rhs - hvp(x_new)
-                    rn_new = float(np.linalg.norm(res_new))
-                    if not rn_new < rn:
-                        break
-                    x, res, rn = x_new, res_new, rn_new
-                return x
-
-            # check on a test vector that the factorisation is usable (one unrefined
-            # solve: refinement would hide an unusable factor only at a higher cost)
-            probe = np.ones((len(A), self.d))
-            xp = solve(probe)
-            if np.all(np.isfinite(xp)) and np.linalg.norm(probe - hvp(xp)) <= 1e-3 * np.linalg.norm(probe):
-                self._stale = (np.array(A, copy=True), base, cost, solve_cost)
-                return solve
-
         def solve_cg(rhs):
             x = self._solve_cg(A, -rhs, curv, vecs, c1, c2)
             return np.zeros_like(rhs) if x is None else x
 
-        return solve_cg
+        state = {"base": None, "pending": list(order)}
+
+        def next_base():
+            """Factor with the next back end in ``order`` (None when none is left)."""
+            while state["pending"]:
+                factor = state["pending"].pop(0)
+                base = factor(A, curv, vecs, c1, c2)
+                if base is None:
+                    continue
+                if factor is self._factor_dense:
+                    cost, solve_cost = primal_cost, 2.0 * m * m
+                else:
+                    cost, solve_cost = dual_cost, 2.0 * self.c * n * n + 4.0 * n * m
+                return base, cost, solve_cost
+            return None
+
+        def solve(rhs):
+            """``K^{-1} rhs`` with iterative refinement (exact products).
+
+            The factorisation is verified on its first use: an unrefined relative
+            residual above ``PROBE_RESIDUAL`` (ill-conditioning) moves on to the next
+            back end (finally CG) -- no separate probe solve is paid for.
+            """
+            rn0 = float(np.linalg.norm(rhs))
+            if not rn0 > 0:
+                return np.zeros_like(rhs)
+            while True:
+                if state["base"] is None:
+                    got = next_base()
+                    if got is None:
+                        return solve_cg(rhs)
+                    state["base"], cost, solve_cost = got
+                    state["new"] = (cost, solve_cost)
+                base = state["base"]
+                x = base(rhs)
+                res = rhs - hvp(x)
+                rn = float(np.linalg.norm(res))
+                if "new" in state:
+                    if not (np.all(np.isfinite(x)) and rn <= PROBE_RESIDUAL * rn0):
+                        state["base"] = None
+                        del state["new"]
+                        continue
+                    cost, solve_cost = state.pop("new")
+                    self._stale = (np.array(A, copy=True), base, cost, solve_cost)
+                break
+            # refinement: until REFINE_RTOL, while each step gains at least 4x
+            for _ in range(3):
+                if rn <= REFINE_RTOL * rn0:
+                    break
+                x_new = x + base(res)
+                res_new = rhs - hvp(x_new)
+                rn_new = float(np.linalg.norm(res_new))
+                if not rn_new < rn:
+                    break
+                gain = rn / rn_new
+                x, res, rn = x_new, res_new, rn_new
+                if gain < 4.0:
+                    break
+            return x
+
+        return solve
 
     @staticmethod
     def _soc_max_step(x0, x1, d0, d1):
