@@ -385,3 +385,52 @@ def test_factor_verifies_on_first_use_and_falls_back(monkeypatch):
     # the second solve reuses the verified factor (no new factorisation attempt)
     solve(rng.standard_normal((P * c, d)))
     assert calls == ["dense"]
+
+
+@pytest.mark.parametrize("name", ["squared_random", "squared_badly_scaled", "squared_two_outputs"])
+def test_mixed_precision_dense_solves_match_clarabel(name, monkeypatch):
+    """Float32 Hessian and Cholesky (CG-refined with exact float64 products) reach the
+    oracle's objective and the certificate; on well-scaled data without falling back
+    to float64 (columns scaled 1e-3..1e3 may need the fallback, at most once)."""
+    from cvxnn.solvers import working_set as ws
+
+    monkeypatch.setattr(ws, "MIXED_MIN_SIDE", 0)
+    pb, ref = _oracle(name)
+    out = solve_gated_working_set(pb, tol=TOL, max_dual_n=0)  # dense block-space solves
+    assert out["converged"] and out["gap"].relative_gap <= TOL
+    assert abs(out["gap"].primal - ref["objective"]) <= 2e-6 * abs(ref["objective"])
+    assert out["n_mixed_fallbacks"] <= (1 if name == "squared_badly_scaled" else 0)
+
+
+def test_inaccurate_float32_factor_switches_to_float64(monkeypatch):
+    """A float32 factor that cannot reach MIXED_ACCEPT (here: never) is replaced by a
+    float64 one for the rest of the solve, which still converges to the oracle."""
+    from cvxnn.solvers import working_set as ws
+
+    monkeypatch.setattr(ws, "MIXED_MIN_SIDE", 0)
+    monkeypatch.setattr(ws, "MIXED_ACCEPT", 0.0)
+    pb, ref = _oracle("squared_random")
+    out = solve_gated_working_set(pb, tol=TOL, max_dual_n=0)
+    assert out["n_mixed_fallbacks"] == 1
+    assert out["converged"] and out["gap"].relative_gap <= TOL
+    assert abs(out["gap"].primal - ref["objective"]) <= 2e-6 * abs(ref["objective"])
+
+
+def test_mixed_precision_on_a_real_table_matches_float64():
+    """wdbc, 40 patterns x 31 columns (above MIXED_MIN_SIDE): the mixed-precision
+    solve certifies the same optimum as the all-float64 one."""
+    from cvxnn.solvers import working_set as ws
+
+    X, y = load_table("wdbc")
+    Xa = _with_ones(standardize(X))
+    rng = np.random.default_rng(7)
+    D = _masks(Xa, 40, rng)
+    assert D.shape[1] * Xa.shape[1] >= ws.MIXED_MIN_SIDE
+    Y = np.where(y == y.max(), 1.0, -1.0)[:, None].astype(float)
+    pb = GatedReLUProblem(Xa, D, Y, "squared", 1e-3)
+    mixed = solve_gated_working_set(pb, tol=TOL, max_dual_n=0)
+    full = solve_gated_working_set(pb, tol=TOL, max_dual_n=0, mixed_precision=False)
+    for out in (mixed, full):
+        assert out["converged"] and out["gap"].relative_gap <= TOL
+    assert mixed["n_mixed_fallbacks"] == 0
+    assert abs(mixed["gap"].primal - full["gap"].primal) <= 2e-6 * full["gap"].primal

@@ -54,7 +54,14 @@ The Newton systems are solved in sample space by a Woodbury identity (``O(n^2
 space (``O(n (|W| d)^2 + (|W| d)^3)``; the squared-loss Hessian is formed once per
 round), or, when both are too expensive, by block-Jacobi preconditioned CG
 (exact block Grams ``Xa^T D_i Xa / n``: insensitive to the scale of the
-columns).  Each block Gram is eigendecomposed once; the exact block
+columns).  Direct solves are verified on their first use (an unusable
+factorisation hands over to the next back end) and refined with exact products.
+Mixed precision (squared loss, ``P c d >= MIXED_MIN_SIDE``): the working-set
+Hessian is formed and the dense systems factored in float32 -- GEMM and Cholesky
+twice as fast -- and each solve is brought to a float64 residual by CG
+preconditioned with the float32 factor; a factor that cannot get there switches
+the solve to float64.  Iterates, products and the certificate are always float64.
+Each block Gram is eigendecomposed once; the exact block
 minimisation ``argmin_v 1/2 v^T M v + q^T v + alpha ||v||`` used to activate
 blocks is then a 1-D secular equation solved by a monotone Newton iteration.
 
@@ -107,6 +114,17 @@ REFINE_RTOL = 1e-10
 #: a factorisation whose first, unrefined solve leaves a larger relative residual is
 #: discarded for the next back end (ill-conditioning)
 PROBE_RESIDUAL = 1e-3
+#: mixed precision: the squared-loss working-set Hessian is formed and the dense Newton
+#: systems factored in float32 (GEMM and Cholesky twice as fast, half the memory) when
+#: the largest possible working set has at least this many unknowns; the solves are
+#: then refined to ``REFINE_RTOL`` by CG preconditioned with the float32 factor, with
+#: exact float64 products (see ``_WorkingSetSolver._factor``)
+MIXED_MIN_SIDE = 1200
+#: float32 factor: largest unrefined relative residual of a usable preconditioner, CG
+#: iterations allowed, and the residual a solve must reach (else float64 from then on)
+MIXED_PROBE_RESIDUAL = 0.5
+MIXED_MAX_CG = 30
+MIXED_ACCEPT = 1e-8
 
 
 def _gram_upper(A, w):
@@ -115,6 +133,47 @@ def _gram_upper(A, w):
     if A.dtype == np.float64 and w.size and w.min() >= 0:
         return _blas.dsyrk(1.0, (A * np.sqrt(w)).T, trans=1)
     return (A * w) @ A.T
+
+
+def _cho_solve(cf, b):
+    """``K^{-1} b`` from ``cf = scipy.linalg.cho_factor(K, lower=False)``.
+
+    A single right-hand side goes through two BLAS triangular solves (``?trsv``):
+    LAPACK's ``?potrs`` uses the matrix-matrix kernel, which is 1.5x (float64) to
+    5x (float32) slower for one column (measured at side 3000, one thread).
+    """
+    c, lower = cf
+    if b.ndim != 1 or lower or not c.flags.f_contiguous:
+        return sla.cho_solve(cf, b, check_finite=False)
+    b = np.asarray(b, dtype=c.dtype)
+    trsv = _blas.strsv if c.dtype == np.float32 else _blas.dtrsv
+    return trsv(c, trsv(c, b, trans=1, lower=0), trans=0, lower=0)
+
+
+def _pcg(hvp, prec, rhs, x, res, rn, atol, max_it):
+    """Conjugate gradients on ``hvp(x) = rhs`` from ``x`` (residual ``res``, norm ``rn``),
+    preconditioned by ``prec``, until ``||res|| <= atol``; returns ``(x, ||res||)``."""
+    if rn <= atol:
+        return x, rn
+    z = prec(res)
+    p = z
+    rz = float(np.vdot(res, z))
+    for _ in range(max_it):
+        Ap = hvp(p)
+        pAp = float(np.vdot(p, Ap))
+        if not (pAp > 0 and rz > 0):
+            break
+        a = rz / pAp
+        x = x + a * p
+        res = res - a * Ap
+        rn = float(np.linalg.norm(res))
+        if rn <= atol:
+            break
+        z = prec(res)
+        rz_new = float(np.vdot(res, z))
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, rn
 
 
 def _block_prox(lam, Q, q, alpha):
@@ -195,7 +254,8 @@ class _Curvature:
 
 # ----------------------------------------------------------------------------- solver
 class _WorkingSetSolver:
-    def __init__(self, problem: GatedReLUProblem, *, chunk_bytes, dense_flops, verbose):
+    def __init__(self, problem: GatedReLUProblem, *, chunk_bytes, dense_flops, verbose,
+                 mixed_precision=True):
         self.pb = problem
         self.Xa = np.ascontiguousarray(problem.Xa, dtype=np.float64)
         self.D = problem.D
@@ -218,11 +278,29 @@ class _WorkingSetSolver:
         # squared loss: the Hessian J^T J / n does not depend on the point, so the blocks
         # computed for one working set are kept for the next ones (``_ws_hessian``)
         self._hc_keys = np.empty(0, dtype=np.intp)  # block keys (pattern * c + output)
-        self._hc = np.zeros((0, 0))
+        # mixed precision (squared loss, large working sets): Hessian cache in float32
+        self.mixed = bool(mixed_precision and self.name == "squared"
+                          and self.P * self.c * self.d >= MIXED_MIN_SIDE)
+        self.n_mixed_fallbacks = 0
+        self._hc = np.zeros((0, 0), dtype=self._hdtype)
         self._K0 = None  # Xa Xa^T (sample-space Newton solves)
         self.cg_rtol = 1e-2
         self.stalled = False
         self.max_dual_n = 3500
+
+    @property
+    def _hdtype(self):
+        return np.float32 if self.mixed else np.float64
+
+    def _disable_mixed(self):
+        """A float32 factor was not accurate enough: float64 from now on (the Hessian
+        cache is dropped and formed again in float64)."""
+        self.mixed = False
+        self.n_mixed_fallbacks += 1
+        self._hc_keys, self._hc = np.empty(0, dtype=np.intp), np.zeros((0, 0))
+        self._hcache = None
+        if self.verbose >= 3:
+            print("      float32 factor not accurate enough: float64 from now on")
 
     # ------------------------------------------------------------- block Grams
     def _ensure_eig(self, pats):
@@ -429,13 +507,15 @@ class _WorkingSetSolver:
         keys = self.pat * c + self.out
         new = np.setdiff1d(keys, self._hc_keys)
         if new.size:
+            dt = self._hdtype
             if (self._hc_keys.size + new.size) * d > MAX_DENSE_SIDE:
-                self._hc_keys, self._hc = np.empty(0, dtype=np.intp), np.zeros((0, 0))
+                self._hc_keys, self._hc = np.empty(0, dtype=np.intp), np.zeros((0, 0), dtype=dt)
                 new = np.unique(keys)
             old_m = self._hc_keys.size * d
             all_keys = np.concatenate([self._hc_keys, new])
             m = all_keys.size * d
-            H = np.zeros((m, m))
+            H = np.zeros((m, m), dtype=dt)
+            Xh = self.Xa.astype(dt, copy=False)
             H[:old_m, :old_m] = self._hc
             outs = all_keys % c
             is_new = np.arange(all_keys.size) >= self._hc_keys.size
@@ -449,12 +529,12 @@ class _WorkingSetSolver:
                 ocols = (ok[:, None] * d + np.arange(d)).ravel()
                 pats_old = all_keys[ok] // c
                 rows = max(1, self.chunk_elems // max(cols.size, 1))
-                hnn = np.zeros((ncols.size, ncols.size))
-                hno = np.zeros((ncols.size, ocols.size))
+                hnn = np.zeros((ncols.size, ncols.size), dtype=dt)
+                hno = np.zeros((ncols.size, ocols.size), dtype=dt)
                 def masked(sl, pats):
                     """Rows ``sl`` of ``[D_i Xa for i in pats]`` (rows, len(pats) d)."""
-                    Dm = self.D[sl][:, pats].astype(np.float64)
-                    return (Dm[:, :, None] * self.Xa[sl][:, None, :]).reshape(Dm.shape[0], -1)
+                    Dm = self.D[sl][:, pats].astype(dt)
+                    return (Dm[:, :, None] * Xh[sl][:, None, :]).reshape(Dm.shape[0], -1)
 
                 for s in range(0, n, rows):
                     sl = slice(s, min(n, s + rows))
@@ -492,7 +572,7 @@ class _WorkingSetSolver:
         d = self.d
         m = len(A) * d
         H = self._hessian(A, curv)
-        K = H.copy()
+        K = H.copy()  # float32 in mixed precision (then a preconditioner for CG, see _factor)
         idx = np.arange(m)
         K[idx, idx] += np.repeat(c1, d)
         for j in np.flatnonzero(c2 > 0):
@@ -502,9 +582,9 @@ class _WorkingSetSolver:
         dmax = float(dg.max(initial=0.0))
         if not dmax > 0:
             return None
-        s = 1.0 / np.sqrt(np.maximum(dg, 1e-300 + 1e-14 * dmax))
-        K *= s[:, None]
-        K *= s[None, :]
+        s = 1.0 / np.sqrt(np.maximum(dg.astype(np.float64), 1e-300 + 1e-14 * dmax))
+        K *= s[:, None].astype(K.dtype)
+        K *= s[None, :].astype(K.dtype)
         self.flops += m ** 3 / 3.0
         ridge = 0.0
         while True:
@@ -518,14 +598,15 @@ class _WorkingSetSolver:
                     break
             except (np.linalg.LinAlgError, sla.LinAlgError, ValueError):
                 pass
-            ridge = 1e-13 if ridge == 0 else ridge * 100.0
+            ridge = (1e-13 if K.dtype == np.float64 else 1e-6) if ridge == 0 else ridge * 100.0
             if ridge > 1e-2:
                 return None
 
         def solve(rhs):
-            x = sla.cho_solve(cf, rhs.ravel() * s, check_finite=False)
+            x = _cho_solve(cf, (rhs.ravel() * s).astype(K.dtype, copy=False))
             return (x * s).reshape(len(A), d)
 
+        solve.single = K.dtype == np.float32
         return solve
 
     def _solve_cg(self, A, grad, curv, uA, c1, c2, max_cg=300):
@@ -658,8 +739,8 @@ class _WorkingSetSolver:
                 return None
 
             def minv(R, cf=cf, dg=dg):
-                return sla.cho_solve(cf, R / (dg if R.ndim == 1 else dg[:, None]),
-                                     check_finite=False) / (dg if R.ndim == 1 else dg[:, None])
+                return _cho_solve(cf, R / (dg if R.ndim == 1 else dg[:, None])) / (
+                    dg if R.ndim == 1 else dg[:, None])
 
             schur = None
             if fl.any():
@@ -694,7 +775,7 @@ class _WorkingSetSolver:
                 if schur is not None:
                     uhat, E, ME, ds, cs = schur
                     b = np.einsum("bd,bd->b", uhat, y[fl])
-                    w = sla.cho_solve(cs, (E.T @ z - b) / ds, check_finite=False) / ds
+                    w = _cho_solve(cs, (E.T @ z - b) / ds) / ds
                     z = z - ME @ w
                 corr = (self.Xa.T @ (S * z[:, None])).T
                 if schur is not None:
@@ -752,7 +833,7 @@ class _WorkingSetSolver:
             y = binv(rhs)
             q = self.forward_w(A, y)  # (n, c)
             Jy = np.einsum("jka,jk->ja", L, q).ravel()
-            z = (sla.cho_solve(cf, Jy / dg, check_finite=False) / dg).reshape(n, c)
+            z = (_cho_solve(cf, Jy / dg) / dg).reshape(n, c)
             Lz = np.einsum("jka,ja->jk", L, z)
             return y - binv(self.grads_w(Lz, A))
 
@@ -1107,6 +1188,8 @@ class _WorkingSetSolver:
         else:
             form = n * m * m
         primal_cost = form + m ** 3 / 3.0
+        if self.mixed and self.name == "squared":
+            primal_cost *= 0.5  # float32 GEMM and Cholesky (CG refinement is cheap)
         if curv.off is None:
             woodbury, dual_ok = self._factor_woodbury, n <= self.max_dual_n
             dual_cost = 2.0 * n * n * len(A) + self.c * n ** 3 / 3.0
@@ -1149,11 +1232,15 @@ class _WorkingSetSolver:
             return None
 
         def solve(rhs):
-            """``K^{-1} rhs`` with iterative refinement (exact products).
+            """``K^{-1} rhs`` refined with exact products.
 
             The factorisation is verified on its first use: an unrefined relative
             residual above ``PROBE_RESIDUAL`` (ill-conditioning) moves on to the next
-            back end (finally CG) -- no separate probe solve is paid for.
+            back end (finally CG) -- no separate probe solve is paid for.  A float64
+            factor is refined by up to 3 steps of iterative refinement (while each
+            gains 4x), a float32 one (mixed precision) by CG preconditioned with it;
+            a float32 factor that does not bring the residual to ``MIXED_ACCEPT``
+            switches the solver to float64 (:meth:`_disable_mixed`).
             """
             rn0 = float(np.linalg.norm(rhs))
             if not rn0 > 0:
@@ -1166,16 +1253,30 @@ class _WorkingSetSolver:
                     state["base"], cost, solve_cost = got
                     state["new"] = (cost, solve_cost)
                 base = state["base"]
+                single = getattr(base, "single", False)
                 x = base(rhs)
                 res = rhs - hvp(x)
                 rn = float(np.linalg.norm(res))
-                if "new" in state:
-                    if not (np.all(np.isfinite(x)) and rn <= PROBE_RESIDUAL * rn0):
+                ok = bool(np.all(np.isfinite(x)))
+                if single:
+                    if ok and rn <= MIXED_PROBE_RESIDUAL * rn0:
+                        x, rn = _pcg(hvp, base, rhs, x, res, rn, REFINE_RTOL * rn0, MIXED_MAX_CG)
+                    ok = ok and rn <= MIXED_ACCEPT * rn0
+                    if not ok:
+                        self._disable_mixed()
+                        state["pending"].insert(0, self._factor_dense)
                         state["base"] = None
-                        del state["new"]
+                        state.pop("new", None)
                         continue
+                elif "new" in state and not (ok and rn <= PROBE_RESIDUAL * rn0):
+                    state["base"] = None
+                    del state["new"]
+                    continue
+                if "new" in state:
                     cost, solve_cost = state.pop("new")
                     self._stale = (np.array(A, copy=True), base, cost, solve_cost)
+                if single:
+                    return x
                 break
             # refinement: until REFINE_RTOL, while each step gains at least 4x
             for _ in range(3):
@@ -1394,7 +1495,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
                             max_outer=100, n_init=32, inner_frac=0.25,
                             chunk_bytes=50 * 2 ** 20, dense_flops=None, newton_flops=3e8,
                             kappa=5.0, center=0.1, max_dual_n=3500, method="pd",
-                            verbose=0, monitor=None) -> dict:
+                            mixed_precision=True, verbose=0, monitor=None) -> dict:
     """Minimise the gated ReLU program to a relative duality gap ``tol`` (see module doc).
 
     Parameters
@@ -1430,6 +1531,12 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     method : {"pd", "barrier"}
         Restricted solver: primal-dual interior point with barrier fallback, or
         the barrier method alone.
+    mixed_precision : bool
+        Squared loss with at least ``MIXED_MIN_SIDE`` unknowns: form the working-set
+        Hessian and factor the dense Newton systems in float32, refining every
+        solve by CG with exact float64 products (the certificate and the iterates
+        stay float64).  A factor that cannot reach ``MIXED_ACCEPT`` switches the
+        solve to float64 for good.
     verbose : int
         1: one line per round; 2: per restricted iteration; 3: line searches,
         linear-solver residuals.
@@ -1440,8 +1547,9 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     Returns
     -------
     dict with ``U``, ``gap`` (:class:`~cvxnn.problems.Gap` of the full problem),
-    ``n_iter``, ``n_outer``, ``n_grad_equiv``, ``converged`` and ``history``
-    (list of ``(iter, seconds, relative_gap, objective, 0.0)`` after each round).
+    ``n_iter``, ``n_outer``, ``n_grad_equiv``, ``converged``, ``history``
+    (list of ``(iter, seconds, relative_gap, objective, 0.0)`` after each round) and
+    ``n_mixed_fallbacks`` (float32 factors found too inaccurate: 0 or 1).
     """
     t0 = time.perf_counter()
     d, P, c = problem.shape
@@ -1451,7 +1559,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     if dense_flops is None:
         dense_flops = max(3e9, 20.0 * fge)
     S = _WorkingSetSolver(problem, chunk_bytes=chunk_bytes, dense_flops=dense_flops,
-                          verbose=verbose)
+                          verbose=verbose, mixed_precision=mixed_precision)
     S.max_dual_n = max_dual_n
     alpha = problem.alpha
     history = []
@@ -1517,4 +1625,5 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
         Z = problem.apply(U)
         S.flops += fge / 2
     return {"U": U, "gap": gap, "n_iter": n_iter, "n_outer": n_outer,
-            "n_grad_equiv": S.flops / fge, "converged": converged, "history": history}
+            "n_grad_equiv": S.flops / fge, "converged": converged, "history": history,
+            "n_mixed_fallbacks": S.n_mixed_fallbacks}
