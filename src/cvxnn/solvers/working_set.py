@@ -56,11 +56,11 @@ round), or, when both are too expensive, by block-Jacobi preconditioned CG
 (exact block Grams ``Xa^T D_i Xa / n``: insensitive to the scale of the
 columns).  Direct solves are verified on their first use (an unusable
 factorisation hands over to the next back end) and refined with exact products.
-Mixed precision (squared loss, ``P c d >= MIXED_MIN_SIDE``): the working-set
-Hessian is formed and the dense systems factored in float32 -- GEMM and Cholesky
-twice as fast -- and each solve is brought to a float64 residual by CG
-preconditioned with the float32 factor; a factor that cannot get there switches
-the solve to float64.  Iterates, products and the certificate are always float64.
+Mixed precision (``P c d >= MIXED_MIN_SIDE``): the dense loss Hessians are
+formed and the dense systems factored in float32 -- GEMM and Cholesky twice as
+fast -- and each solve is brought to a float64 residual by CG preconditioned
+with the float32 factor; a factor that cannot get there switches the solve to
+float64.  Iterates, products and the certificate are always float64.
 Each block Gram is eigendecomposed once; the exact block
 minimisation ``argmin_v 1/2 v^T M v + q^T v + alpha ||v||`` used to activate
 blocks is then a 1-D secular equation solved by a monotone Newton iteration.
@@ -114,11 +114,11 @@ REFINE_RTOL = 1e-10
 #: a factorisation whose first, unrefined solve leaves a larger relative residual is
 #: discarded for the next back end (ill-conditioning)
 PROBE_RESIDUAL = 1e-3
-#: mixed precision: the squared-loss working-set Hessian is formed and the dense Newton
-#: systems factored in float32 (GEMM and Cholesky twice as fast, half the memory) when
-#: the largest possible working set has at least this many unknowns; the solves are
-#: then refined to ``REFINE_RTOL`` by CG preconditioned with the float32 factor, with
-#: exact float64 products (see ``_WorkingSetSolver._factor``)
+#: mixed precision: the dense loss Hessians (the squared loss's working-set cache) are
+#: formed and the dense Newton systems factored in float32 (GEMM and Cholesky twice as
+#: fast, half the memory) when the largest possible working set has at least this many
+#: unknowns; the solves are then refined to ``REFINE_RTOL`` by CG preconditioned with
+#: the float32 factor, with exact float64 products (see ``_WorkingSetSolver._factor``)
 MIXED_MIN_SIDE = 1200
 #: float32 factor: largest unrefined relative residual of a usable preconditioner, CG
 #: iterations allowed, and the residual a solve must reach (else float64 from then on)
@@ -278,9 +278,9 @@ class _WorkingSetSolver:
         # squared loss: the Hessian J^T J / n does not depend on the point, so the blocks
         # computed for one working set are kept for the next ones (``_ws_hessian``)
         self._hc_keys = np.empty(0, dtype=np.intp)  # block keys (pattern * c + output)
-        # mixed precision (squared loss, large working sets): Hessian cache in float32
-        self.mixed = bool(mixed_precision and self.name == "squared"
-                          and self.P * self.c * self.d >= MIXED_MIN_SIDE)
+        # mixed precision (large working sets): dense Hessians (and the squared loss's
+        # cache) in float32
+        self.mixed = bool(mixed_precision and self.P * self.c * self.d >= MIXED_MIN_SIDE)
         self.n_mixed_fallbacks = 0
         self._hc = np.zeros((0, 0), dtype=self._hdtype)
         self._K0 = None  # Xa Xa^T (sample-space Newton solves)
@@ -458,7 +458,10 @@ class _WorkingSetSolver:
         """Loss Hessian restricted to blocks ``A`` (``|A| d`` square), by row chunks.
 
         Blocks are grouped by output so that every (output, output) product is one
-        GEMM on contiguous columns; the result is permuted back to the order of ``A``.
+        GEMM on contiguous columns (the diagonal ones a symmetric rank-k update of the
+        rows scaled by the square roots of the curvatures: half the flops); the result
+        is permuted back to the order of ``A``.  In mixed precision (``self.mixed``) it
+        is formed in float32.
         """
         n, d = self.n, self.d
         A = np.asarray(A)
@@ -469,18 +472,23 @@ class _WorkingSetSolver:
         bounds = np.searchsorted(outs[order], np.arange(self.c + 1))
         groups = [(k, slice(bounds[k] * d, bounds[k + 1] * d)) for k in range(self.c)
                   if bounds[k + 1] > bounds[k]]
-        H = np.zeros((m, m))
+        dt = self._hdtype
+        H = np.zeros((m, m), dtype=dt)
         rows = max(1, self.chunk_elems // max(m, 1))
         DA = self.Dw[:, Ao]
+        Xh = self.Xa.astype(dt, copy=False)
+        # per-sample curvatures are >= 0 (logistic p(1-p)/n, softmax diagonal p(1-p)/n)
+        sw = np.sqrt(np.maximum(curv.diag, 0.0)).astype(dt)
         for s in range(0, n, rows):
             sl = slice(s, min(n, s + rows))
-            Xc = (DA[sl, :, None] * self.Xa[sl, None, :]).reshape(-1, m)
+            Xc = np.multiply(DA[sl, :, None], Xh[sl, None, :], dtype=dt).reshape(-1, m)
             for a, (k, ck) in enumerate(groups):
                 Xk = Xc[:, ck]
-                H[ck, ck] += Xk.T @ (curv.diag[sl, k:k + 1] * Xk)
+                Ws = Xk * sw[sl, k:k + 1]
+                H[ck, ck] += Ws.T @ Ws  # numpy uses ?syrk for a.T @ a
                 if curv.off is not None:
                     for (l, cl) in groups[a + 1:]:
-                        blk = Xk.T @ (curv.off[sl, k, l:l + 1] * Xc[:, cl])
+                        blk = Xk.T @ (curv.off[sl, k, l:l + 1].astype(dt) * Xc[:, cl])
                         H[ck, cl] += blk
                         H[cl, ck] += blk.T
         self.flops += n * m * m
@@ -1188,7 +1196,7 @@ class _WorkingSetSolver:
         else:
             form = n * m * m
         primal_cost = form + m ** 3 / 3.0
-        if self.mixed and self.name == "squared":
+        if self.mixed:
             primal_cost *= 0.5  # float32 GEMM and Cholesky (CG refinement is cheap)
         if curv.off is None:
             woodbury, dual_ok = self._factor_woodbury, n <= self.max_dual_n
@@ -1532,8 +1540,8 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
         Restricted solver: primal-dual interior point with barrier fallback, or
         the barrier method alone.
     mixed_precision : bool
-        Squared loss with at least ``MIXED_MIN_SIDE`` unknowns: form the working-set
-        Hessian and factor the dense Newton systems in float32, refining every
+        Problems with at least ``MIXED_MIN_SIDE`` unknowns: form the dense loss
+        Hessians and factor the dense Newton systems in float32, refining every
         solve by CG with exact float64 products (the certificate and the iterates
         stay float64).  A factor that cannot reach ``MIXED_ACCEPT`` switches the
         solve to float64 for good.
