@@ -38,6 +38,17 @@ def _forget_absorbed_interrupts():
     _control._last_absorbed["time"] = None
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's default SIGINT handler for the test, whatever the process started with: a
+    test run launched in the background by a non-interactive shell inherits SIGINT as
+    ignored (``SIG_IGN``), and the guard rightly leaves an ignored SIGINT alone."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _data(n=60, d=3, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -218,7 +229,7 @@ def test_second_interrupt_during_recertification_propagates(monkeypatch):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to the own process")
-def test_real_sigint_during_a_long_solve():
+def test_real_sigint_during_a_long_solve(python_sigint):
     # a real Ctrl-C (SIGINT from another thread) at an arbitrary point of the iterations;
     # tol=1e-300 is never reached, so only the interrupt (or the time limit) ends the solve
     rng = np.random.default_rng(1)
@@ -289,7 +300,7 @@ def test_a_second_ctrl_c_soon_after_an_absorbed_one_propagates():
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to the own process")
-def test_a_swallowed_ctrl_c_is_acted_on_at_the_next_evaluation():
+def test_a_swallowed_ctrl_c_is_acted_on_at_the_next_evaluation(python_sigint):
     # C code that runs a Python callback may swallow the KeyboardInterrupt of a Ctrl-C;
     # the guard's handler records the press, and the next certificate evaluation raises
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -310,7 +321,7 @@ def test_a_swallowed_ctrl_c_is_acted_on_at_the_next_evaluation():
     assert _control._pending_interrupt["time"] is None
 
 
-def test_guard_leaves_a_users_sigint_handler_and_other_threads_alone():
+def test_guard_leaves_a_users_sigint_handler_and_other_threads_alone(python_sigint):
     def mine(signum, frame):
         pass
 
