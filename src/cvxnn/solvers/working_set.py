@@ -150,9 +150,10 @@ def _cho_solve(cf, b):
     return trsv(c, trsv(c, b, trans=1, lower=0), trans=0, lower=0)
 
 
-def _pcg(hvp, prec, rhs, x, res, rn, atol, max_it):
-    """Conjugate gradients on ``hvp(x) = rhs`` from ``x`` (residual ``res``, norm ``rn``),
-    preconditioned by ``prec``, until ``||res|| <= atol``; returns ``(x, ||res||)``."""
+def _pcg(hvp, prec, x, res, rn, atol, max_it):
+    """Conjugate gradients on ``hvp(x) = rhs`` continued from ``x`` (its residual ``res =
+    rhs - hvp(x)``, of norm ``rn``), preconditioned by ``prec``, until ``||res|| <=
+    atol`` (recursive residual) or ``max_it`` steps; returns ``(x, ||res||)``."""
     if rn <= atol:
         return x, rn
     z = prec(res)
@@ -1268,7 +1269,7 @@ class _WorkingSetSolver:
                 ok = bool(np.all(np.isfinite(x)))
                 if single:
                     if ok and rn <= MIXED_PROBE_RESIDUAL * rn0:
-                        x, rn = _pcg(hvp, base, rhs, x, res, rn, REFINE_RTOL * rn0, MIXED_MAX_CG)
+                        x, rn = _pcg(hvp, base, x, res, rn, REFINE_RTOL * rn0, MIXED_MAX_CG)
                     ok = ok and rn <= MIXED_ACCEPT * rn0
                     if not ok:
                         self._disable_mixed()
