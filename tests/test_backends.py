@@ -20,9 +20,13 @@ def _small(name="pima", n=300):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernels_match_expanded_products(dtype):
+@pytest.mark.parametrize("mask", ["uint8", "bool", "float"])
+@pytest.mark.parametrize("d, P, c", [(6, 9, 3), (6, 9, 1), (11, 4, 2)])
+def test_kernels_match_expanded_products(dtype, mask, d, P, c):
+    # d < P and d >= P take different paths; float masks of the data's type take a
+    # one-chunk path (with and without the cached transpose of the data)
     rng = np.random.default_rng(0)
-    n, d, P, c = 57, 6, 9, 3
+    n = 57
     X = rng.standard_normal((n, d))
     D = rng.random((n, P)) < 0.5
     U = rng.standard_normal((d, P, c))
@@ -30,13 +34,33 @@ def test_kernels_match_expanded_products(dtype):
     expanded = np.hstack([D[:, [i]] * X for i in range(P)])  # n x Pd reference only
     Z_ref = expanded @ U.transpose(1, 0, 2).reshape(P * d, c)
     G_ref = (expanded.T @ R).reshape(P, d, c).transpose(1, 0, 2)
+    Dk = {"uint8": D.astype(np.uint8), "bool": D, "float": D.astype(dtype)}[mask]
+    Xd = X.astype(dtype)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
     for chunk in (1 << 22, 50):  # one chunk, and many row chunks
-        Z = forward(X.astype(dtype), D.astype(np.uint8), U, chunk_elements=chunk)
-        G = adjoint(X.astype(dtype), D, R, chunk_elements=chunk)
-        assert Z.dtype == dtype and G.dtype == dtype
-        rtol = 1e-12 if dtype == np.float64 else 1e-5
-        np.testing.assert_allclose(Z, Z_ref, rtol=rtol, atol=rtol * np.abs(Z_ref).max())
-        np.testing.assert_allclose(G, G_ref, rtol=rtol, atol=rtol * np.abs(G_ref).max())
+        for XaT in (None, np.ascontiguousarray(Xd.T)):
+            Z = forward(Xd, Dk, U, chunk_elements=chunk)
+            G = adjoint(Xd, Dk, R, chunk_elements=chunk, XaT=XaT)
+            assert Z.dtype == dtype and G.dtype == dtype
+            assert Z.shape == (n, c) and G.shape == (d, P, c)
+            np.testing.assert_allclose(Z, Z_ref, rtol=rtol, atol=rtol * np.abs(Z_ref).max())
+            np.testing.assert_allclose(G, G_ref, rtol=rtol, atol=rtol * np.abs(G_ref).max())
+
+
+def test_problem_products_with_cached_float_masks_match_uint8_masks():
+    rng = np.random.default_rng(1)
+    n, d, P, c = 80, 5, 12, 2
+    X = rng.standard_normal((n, d))
+    D = (rng.random((n, P)) < 0.5).astype(np.uint8)
+    U = rng.standard_normal((d, P, c))
+    R = rng.standard_normal((n, c))
+    small = GatedReLUProblem(X, D, R, "squared", 1.0)
+    assert small._kernel_masks.dtype == np.float64 and small._kernel_data_t is not None
+    big = GatedReLUProblem(X, D, R, "squared", 1.0)
+    big.FLOAT_MASK_BYTES = 0                         # instance override: keep uint8 masks
+    assert big._kernel_masks.dtype == np.uint8 and big._kernel_data_t is None
+    np.testing.assert_allclose(small.apply(U), big.apply(U), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(small.adjoint(R), big.adjoint(R), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])

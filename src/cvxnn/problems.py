@@ -182,12 +182,26 @@ class GatedReLUProblem(_GatedCertificates):
         self._float_masks = (D, Dk)
         return Dk
 
+    @property
+    def _kernel_data_t(self):
+        """A contiguous ``Xa.T`` for the adjoint when the masks are kept as floats
+        (small problems, see :func:`cvxnn.operators.adjoint`), else ``None``."""
+        Xa = self.Xa
+        cached = getattr(self, "_data_t", None)
+        if cached is not None and cached[0] is Xa:
+            return cached[1]
+        XaT = None
+        if self._kernel_masks.dtype == Xa.dtype and Xa.shape[1] < self.D.shape[1]:
+            XaT = np.ascontiguousarray(Xa.T)
+        self._data_t = (Xa, XaT)
+        return XaT
+
     # linear map x -> outputs and its adjoint (used by FISTA)
     def apply(self, U):
         return forward(self.Xa, self._kernel_masks, U).astype(np.float64, copy=False)
 
     def adjoint(self, G):
-        return adjoint(self.Xa, self._kernel_masks, G)
+        return adjoint(self.Xa, self._kernel_masks, G, XaT=self._kernel_data_t)
 
     def smooth_value(self, Z):
         """Loss ``L(Z, Y)`` at predictions ``Z`` (n, c)."""
