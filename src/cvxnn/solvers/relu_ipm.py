@@ -61,6 +61,13 @@ __all__ = ["solve_relu_ipm", "RestrictedIPM", "price_blocks"]
 
 _CHUNK = 1 << 22
 
+#: ``finish`` tries zeroing the blocks whose interior-point dual norm is at most
+#: ``alpha (1 - DUAL_ZERO_MARGIN)`` (their dual constraint holds strictly)
+DUAL_ZERO_MARGIN = 1e-7
+#: ``finish`` tries the zero network when the penalty is at most this fraction of the
+#: objective
+ZERO_NETWORK_PENALTY = 1e-6
+
 
 # ----------------------------------------------------------------- loss Hessians
 def _loss_hessian(loss, Z, Y):
@@ -299,10 +306,16 @@ class _NewtonSystem:
             if c1.size == 0 or c2.size == 0:
                 continue
             blk = np.zeros((c1.size * d, c2.size * d))
+            diag = k1 == k2 and bool(np.all(w >= 0))
+            sw = np.sqrt(w) if diag else None
             for st in range(0, n, rows):
                 sl = slice(st, min(n, st + rows))
                 M1 = (self.Dc[sl][:, c1, None] * Xa[sl, None, :]).reshape(-1, c1.size * d)
-                if k1 == k2:
+                if diag:
+                    # symmetric rank-k update of curvature-scaled rows (syrk: half the flops)
+                    M1 *= sw[sl, None]
+                    blk += M1.T @ M1
+                elif k1 == k2:
                     blk += M1.T @ (w[sl, None] * M1)
                 else:
                     M2 = (self.Dc[sl][:, c2, None] * Xa[sl, None, :]).reshape(-1, c2.size * d)
@@ -1545,8 +1558,11 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
     def finish(Q, A_work, work, rho_info, dual_norms=None):
         """Restore feasibility, drop zero blocks, certify; returns ``(Q, gap, violation, A)``.
 
-        Blocks whose dual constraint holds strictly (``dual_norms < alpha``, so they vanish
-        at the optimum) or that are negligible are set to zero when the gap allows it.
+        ``dual_norms``: the interior-point dual norms of the blocks ``work``.  Blocks whose
+        dual constraint holds strictly (``dual_norms <= alpha (1 - DUAL_ZERO_MARGIN)``, so
+        they vanish at the optimum) or that are negligible are set to zero when the
+        certified gap stays within ``max(tol, gap)``; so is the whole network when its
+        penalty is negligible (``alpha`` just above ``alpha_max``).
         """
         qn = group_norms(Q).ravel()
         keep = np.flatnonzero(qn > 0)
@@ -1560,12 +1576,21 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         A = A.reshape((n,) + problem.shape[1:])
         Z = problem.predict(Q)
         gap = _certify(problem, Q, A, Z, row_norms)
-        # interior-point iterates are never exactly sparse: zero the negligible blocks
+        # interior-point iterates are never exactly sparse: zero the blocks that vanish at
+        # the optimum (first those whose dual constraint holds strictly, then the
+        # negligible ones); the first candidate whose certificate is no worse wins
         qn = group_norms(Q).ravel()
-        for thr in (1e-5, 1e-7, 1e-9):
-            tiny = (qn > 0) & (qn <= thr * qn.max(initial=0.0))
+        candidates = []
+        if alpha * float(qn.sum()) <= ZERO_NETWORK_PENALTY * max(abs(gap.primal), np.finfo(float).tiny):
+            candidates.append(qn > 0)                    # the zero network
+        if dual_norms is not None:
+            dn = np.full(nb, np.inf)
+            dn[work] = dual_norms
+            candidates.append((qn > 0) & (dn <= alpha * (1.0 - DUAL_ZERO_MARGIN)))
+        candidates += [(qn > 0) & (qn <= thr * qn.max(initial=0.0)) for thr in (1e-5, 1e-7, 1e-9)]
+        for tiny in candidates:
             if not np.any(tiny):
-                break
+                continue
             Q2 = Q.copy()
             Q2.reshape(d, -1)[:, tiny] = 0.0
             Z2 = problem.predict(Q2)
