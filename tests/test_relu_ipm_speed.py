@@ -86,11 +86,13 @@ def test_duplicates_give_same_optimum_as_distinct_rows():
 
 def test_working_set_path_certifies_full_program():
     pr = _problem(n=150, d=5, P=40, dup=1, alpha=3e-3, seed=2)
-    res = solve_relu_ipm(pr, tol=1e-6, full=False, init_size=8)
-    assert res["converged"]
-    assert res["n_rounds"] >= 2
-    assert _exact_gap(pr, res["Q"]).relative_gap <= 1e-6
-    assert np.count_nonzero(group_norms(res["Q"])) > 0
+    for seed in (False, True):
+        res = solve_relu_ipm(pr, tol=1e-6, full=False, init_size=8, gated_seed=seed)
+        assert res["converged"]
+        if not seed:
+            assert res["n_rounds"] >= 2
+        assert _exact_gap(pr, res["Q"]).relative_gap <= 1e-6
+        assert np.count_nonzero(group_norms(res["Q"])) > 0
 
 
 def test_newton_cg_solve_is_accurate():

@@ -144,12 +144,16 @@ def test_working_set_mode_matches_full_mode(case):
     pr, *_ = _build(case)
     ref = _oracle(case)
     full = solve_relu_ipm(pr, tol=TOL, full=True)
-    ws = solve_relu_ipm(pr, tol=TOL, full=False, init_size=8)
+    ws = solve_relu_ipm(pr, tol=TOL, full=False, init_size=8, gated_seed=False)
     assert ws["converged"] and full["converged"]
     assert ws["n_rounds"] >= 2        # the working set had to grow
     assert ws["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)
     assert ws["gap"].primal == pytest.approx(full["gap"].primal, rel=1e-6)
     assert ws["violation"] <= TOL
+    # seeded by the support of a rough gated solution: the same certified optimum
+    seeded = solve_relu_ipm(pr, tol=TOL, full=False, init_size=8)
+    assert seeded["converged"] and seeded["violation"] <= TOL
+    assert seeded["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)
 
 
 def test_solution_is_sparse_and_zero_blocks_are_dual_feasible():

@@ -38,8 +38,13 @@ Algorithm
    :meth:`ReLUProblem.gap` with these multipliers (no refinement needed).
 4. **Working set** (large problems).  When one interior-point iteration on all
    blocks would be expensive, the program is solved on a working set of blocks
-   (the largest ``rho_b`` first), the full certificate prices the other blocks, the
-   violated ones (``rho_b > alpha``) join the set, and the loop repeats.
+   (the largest ``rho_b`` at zero, plus both blocks of every pattern active in a
+   rough solution of the gated program, which is cheap and predicts the ReLU
+   support), the full certificate prices the other blocks, the violated ones
+   (``rho_b > alpha``) join the set together with the nearly violated ones
+   (``rho_b > ENTER_NEAR alpha``; each new set restarts the interior-point method),
+   and the loop repeats.  Blocks outside the set are also priced while the method
+   runs (from a gap of 1e-2), so that a round whose set is too small stops early.
 
 The stopping test is the one of the package: relative duality gap ``<= tol`` and
 relative violation (:meth:`ReLUProblem.violation`) ``<= tol``.
@@ -60,6 +65,12 @@ from .cone_projection import multipliers_dense, project_cones
 __all__ = ["solve_relu_ipm", "RestrictedIPM", "price_blocks"]
 
 _CHUNK = 1 << 22
+
+#: relative gap of the gated solve whose support seeds the ReLU working set
+GATED_SEED_TOL = 1e-3
+#: when some blocks outside the ReLU working set violate their dual constraint, those
+#: with dual norm above ``ENTER_NEAR * alpha`` enter with them
+ENTER_NEAR = 0.8
 
 #: ``finish`` tries zeroing the blocks whose interior-point dual norm is at most
 #: ``alpha (1 - DUAL_ZERO_MARGIN)`` (their dual constraint holds strictly)
@@ -1423,7 +1434,7 @@ def _compress_rows(problem: ReLUProblem, min_saving=0.1):
 
 def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
                    full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None,
-                   monitor=None) -> dict:
+                   monitor=None, gated_seed=True) -> dict:
     """Solve the ReLU program (see :func:`_solve_relu_ipm` for the parameters and results).
 
     Squared-loss problems with duplicate samples are solved on the merged rows
@@ -1434,7 +1445,8 @@ def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, ve
         if comp is None:
             out = _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,
                                   full=full, init_size=init_size, max_rounds=max_rounds,
-                                  callback=callback, ipm_options=ipm_options, monitor=monitor)
+                                  callback=callback, ipm_options=ipm_options, monitor=monitor,
+                                  gated_seed=gated_seed)
             return _keep_better_warm_start(problem, Q0, out, tol, verbose)
         red, first, scale = comp
         if verbose:
@@ -1443,7 +1455,7 @@ def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, ve
             monitor = _shifted_monitor(monitor, problem, red)
         out = _solve_relu_ipm(red, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
                               init_size=init_size, max_rounds=max_rounds, callback=callback,
-                              ipm_options=ipm_options, monitor=monitor)
+                              ipm_options=ipm_options, monitor=monitor, gated_seed=gated_seed)
         return _keep_better_warm_start(problem, Q0, _lift_result(problem, out, first, scale, tol),
                                        tol, verbose)
 
@@ -1512,9 +1524,28 @@ def _lift_result(problem, out, first, scale, tol):
     return res
 
 
+def _gated_seed_blocks(problem: ReLUProblem, verbose=0):
+    """Flat ids of both ReLU blocks ``(s, i, k)``, ``s = 0, 1``, of every pattern-output
+    pair ``(i, k)`` active in a rough (relative gap ``GATED_SEED_TOL``) solution of the
+    gated program on the same data, patterns, loss and ``alpha``.
+
+    The gated program is the ReLU program without its cone constraints; its active
+    patterns predict the ReLU support well (201_pol, 100 gates: 62 active patterns, 104
+    active ReLU blocks), and it is solved in a fraction of one ReLU round.
+    """
+    from ..problems import GatedReLUProblem
+    from .working_set import solve_gated_working_set
+
+    _, _, P, c = problem.shape
+    gp = GatedReLUProblem(problem.Xa, problem.D, problem.Y, problem.loss, problem.alpha)
+    out = solve_gated_working_set(gp, tol=GATED_SEED_TOL, verbose=max(verbose - 1, 0))
+    active = np.flatnonzero(group_norms(out["U"]).ravel() > 0)        # flat (i, k)
+    return np.concatenate([active, P * c + active]).astype(np.intp)
+
+
 def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
                     full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None,
-                    monitor=None) -> dict:
+                    monitor=None, gated_seed=True) -> dict:
     """Interior-point solver of the ReLU program, with a working set of blocks when large.
 
     Parameters
@@ -1533,6 +1564,11 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
     monitor : cvxnn._control.SolveMonitor, optional
         Called with every certified point (``Q``, objective, relative gap,
         violation): after each round and each polish; it may raise to stop.
+    gated_seed : bool
+        Working-set mode without a warm start: the first working set also holds both
+        blocks of every pattern active in a rough solution of the gated program on the
+        same patterns (:func:`_gated_seed_blocks`), so that the interior-point method
+        is not restarted once per batch of entering blocks.
 
     Returns
     -------
@@ -1735,6 +1771,12 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
     cand = np.argsort(-rho)
     cand = cand[rho[cand] > alpha]
     work = np.union1d(support, cand[:max(0, init_size - support.size)]).astype(np.intp)
+    if gated_seed and Q0 is None:
+        seed = _gated_seed_blocks(problem, verbose)
+        if verbose:
+            print(f"[relu ipm] gated seed: {seed.size} blocks, {np.setdiff1d(seed, work).size} "
+                  f"beyond the {work.size} most violated ({time.perf_counter() - t0:.2f}s)")
+        work = np.union1d(work, seed).astype(np.intp)
     converged = False
     n_rounds = 0
     screen_from = 1e-2
@@ -1760,13 +1802,18 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
                 Qf[:, work] = state["q"].T
                 Zs = problem.predict(Qf.reshape(problem.shape))
                 Theta_s = -problem.loss.gradient(Zs, problem.Y)
-                rho_s, _, _ = price_blocks(problem, Theta_s, others, row_norms=row_norms, screen=alpha)
+                rho_s, _, _ = price_blocks(problem, Theta_s, others, row_norms=row_norms,
+                                           screen=ENTER_NEAR * alpha)
                 mask = rho_s > alpha * (1 + 1e-3)
                 if verbose >= 2:
                     print(f"   screening at ipm gap {state['relgap']:.1e}: {int(mask.sum())} violators")
                 if np.any(mask):
-                    add = others[mask]
-                    entering["add"] = add[np.argsort(-rho_s[mask])]
+                    # the round restarts: let the nearly violated blocks enter too (they
+                    # would otherwise often force one more cold restart later)
+                    near = rho_s > ENTER_NEAR * alpha
+                    add = others[near]
+                    entering["add"] = add[np.argsort(-rho_s[near])]
+                    entering["n_violators"] = int(mask.sum())
                     return True
                 if state["relgap"] <= 1e-5:
                     entering["clean"] = True
@@ -1782,7 +1829,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             history.append((total, time.perf_counter() - t0, np.nan, np.nan, np.nan))
             if verbose:
                 print(f"[relu ipm] round {n_rounds:2d} |W| {work.size:4d} ipm {res['n_iter']:3d} "
-                      f"(screening) violators {add.size} time {time.perf_counter() - t0:.2f}s")
+                      f"(screening) violators {entering['n_violators']} entering {add.size} "
+                      f"time {time.perf_counter() - t0:.2f}s")
             work = np.union1d(work, add[:max(8, 3 * work.size)]).astype(np.intp)
             continue
         if best.get("gap") is not None:
@@ -1810,6 +1858,9 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         if converged:
             break
         add = others[viol_mask]
+        if add.size:
+            viol_mask = rho_o > ENTER_NEAR * alpha         # nearly violated blocks enter too
+            add = others[viol_mask]
         if add.size == 0:
             # every dual constraint holds: only the restricted solve can be improved
             if ipm_kw["cert_tol"] <= 1e-3 * tol * 1e-4:
