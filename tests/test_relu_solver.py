@@ -245,3 +245,25 @@ def test_face_newton_step_in_sample_space_matches_the_dense_system(n_blocks):
     ref = -np.linalg.solve(K, g)
     assert np.linalg.norm(dv - ref) <= 1e-6 * np.linalg.norm(ref)
     assert np.linalg.norm(K @ dv + g) <= 1e-8 * np.linalg.norm(g)
+
+
+def test_face_polish_projected_search_reaches_the_oracle(monkeypatch, capsys):
+    """The polish's projected search (several cone constraints crossed by a short ratio
+    step: the blocks leaving their cones are projected back exactly) is taken on this
+    problem when it is not given up after failed searches, and the certified optimum
+    is the oracle's, as without it."""
+    from cvxnn.solvers import relu_ipm
+
+    case = CASES[5]                                   # australian, one column x 1e3
+    pr, *_ = _build(case)
+    ref = _oracle(case)
+    monkeypatch.setattr(relu_ipm, "PROJECTED_SEARCH_FAILURES", 10 ** 9)
+    out = solve_relu_ipm(pr, tol=TOL, verbose=3)
+    assert "polish: projected step" in capsys.readouterr().out
+    assert out["converged"] and out["violation"] <= TOL
+    assert out["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)
+    monkeypatch.setattr(relu_ipm, "PROJECTED_SEARCH_BELOW", 0.0)
+    off = solve_relu_ipm(pr, tol=TOL, verbose=3)
+    assert "polish: projected step" not in capsys.readouterr().out
+    assert off["converged"]
+    assert off["gap"].primal == pytest.approx(out["gap"].primal, rel=2e-6)

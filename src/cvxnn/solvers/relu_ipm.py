@@ -973,6 +973,13 @@ def _weighted_gram(M, w):
 
 #: the face Newton system is solved in sample space when ``n < ratio x`` face dimension
 FACE_SAMPLE_SPACE_RATIO = 0.7
+#: the face polish tries a projected search (steps 1, 1/4, 1/16, ... down to
+#: ``PROJECTED_SEARCH_MIN``) when the ratio step is shorter than ``PROJECTED_SEARCH_BELOW``;
+#: shorter projected steps mostly swap face rows back and forth
+PROJECTED_SEARCH_BELOW = 1e-2
+PROJECTED_SEARCH_MIN = 0.25 ** 6
+#: ... until this many searches in a row found no step (each costs up to 7 projections)
+PROJECTED_SEARCH_FAILURES = 2
 #: relative radial curvature added to the penalty Hessian of a face Newton step solved in
 #: sample space (with more active blocks than samples the exact system is singular)
 FACE_RADIAL_REG = 1e-6
@@ -1045,7 +1052,10 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
     rows) the program restricted to the face is smooth in ``v`` and is minimised
     by Newton's method with an Armijo line search, keeping every other cone
     constraint satisfied (a step that would cross one stops on it and adds it to
-    the face).  When Newton has converged on the face, constraints whose
+    the face; when it would cross several, a projected search along the Newton
+    direction projects the blocks that leave their cones back exactly and takes the
+    active rows of the projections as their faces, instead of meeting the
+    constraints one step at a time).  When Newton has converged on the face, constraints whose
     multipliers are negative are released; blocks driven to zero are removed.
     ``accept(Q)`` (optional) is asked at every face optimum; ``True`` ends the search
     there (e.g. when ``Q`` is already certified).  Returns ``Q`` (d, 2, P, c) --
@@ -1142,6 +1152,14 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
             Z[:, k] = MN[:, sel] @ v[sel]
         return Z
 
+    def face_objective(qa_):
+        """Objective at block values ``qa_`` (a, d) of the active blocks."""
+        contrib = (Xa @ qa_.T) * Df[:, i_idx] * sig
+        Z = np.zeros((n, c))
+        for k in range(c):
+            Z[:, k] = contrib[:, k_idx == k].sum(axis=1)
+        return loss.value(Z, Y) + alpha * float(np.sqrt(np.einsum("bi,bi->b", qa_, qa_)).sum())
+
     def cons(qa_):
         """Cone constraint values of the active blocks (n, a), normalised per row."""
         return (Xa @ qa_.T) * Sx[:, i_idx] / row_norms[:, None]
@@ -1178,6 +1196,7 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
     dims, offs, MN, outcol = assemble()
     v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
     Hl = None
+    proj_failures = 0              # consecutive projected searches that found no step
     t_begin = time.process_time()
     for step_no in range(max_steps):
         if time_budget is not None and time.process_time() - t_begin > time_budget:
@@ -1343,6 +1362,45 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                     if verbose >= 3:
                         print(f"      polish: dropping {int(shrink.sum())} vanishing blocks")
                     continue
+            projected = None
+            s_try = 1.0
+            f_ratio = None
+            if t_max < PROJECTED_SEARCH_BELOW and proj_failures < PROJECTED_SEARCH_FAILURES:
+                # the ratio step would crawl: the objective there is the bar to beat
+                v_r = v + t_max * dv
+                f_ratio = loss.value(predictions(MN, outcol, v_r), Y) + alpha * float(
+                    np.sqrt(np.add.reduceat(v_r * v_r, offs[:-1])).sum())
+            while (f_ratio is not None and s_try >= PROJECTED_SEARCH_MIN and s_try > 4 * t_max
+                   and int((ratio < s_try).sum()) >= 2):
+                # the step crosses several constraints: instead of meeting them one ratio
+                # step at a time, project the blocks that leave their cones back exactly
+                # (a projected search along the Newton direction) and take the
+                # projection's active rows as their new faces
+                out_t = np.flatnonzero((ratio < s_try).any(axis=0))
+                q_try = qa + s_try * dqa
+                U, pidx, plam, _ = project_cones(Xa, Sx, i_idx[out_t], q_try[out_t].T,
+                                                 row_norms=row_norms)
+                q_try[out_t] = U.T
+                f_try = face_objective(q_try)
+                if f_try <= fv - 1e-4 * s_try * dec and f_try < f_ratio:
+                    projected = (out_t, q_try, pidx, plam)
+                    break
+                s_try *= 0.25
+            if f_ratio is not None:
+                proj_failures = 0 if projected is not None else proj_failures + 1
+            if projected is not None:
+                out_t, q_try, pidx, plam = projected
+                for j, t in enumerate(out_t):
+                    rows = pidx[:, j][(pidx[:, j] >= 0) & (plam[:, j] > 0)]
+                    faces[t] = [int(r) for r in rows]
+                    Ns[t] = basis(t)
+                dims, offs, MN, outcol = assemble()
+                v = np.concatenate([N.T @ q_try[tt] for tt, N in enumerate(Ns)])
+                Hl = None
+                if verbose >= 3:
+                    print(f"      polish: projected step {s_try:.3g} ({out_t.size} blocks "
+                          f"left their cones)")
+                continue
         if verbose >= 4:
             row_, t_ = np.unravel_index(flat, ratio.shape)
             print(f"        ratio test: step {t_max:.3e} block {t_} |q| {np.linalg.norm(qa[t_]):.3e} "
