@@ -1588,8 +1588,9 @@ def _gated_seed_blocks(problem: ReLUProblem, verbose=0):
     gated program on the same data, patterns, loss and ``alpha``.
 
     The gated program is the ReLU program without its cone constraints; its active
-    patterns predict the ReLU support well (201_pol, 100 gates: 62 active patterns, 104
-    active ReLU blocks), and it is solved in a fraction of one ReLU round.
+    patterns predict the ReLU support well, and it is solved in a fraction of one ReLU
+    round (201_pol, 100 gates: 62 active patterns, 124 seeded blocks in 13 s; the ReLU
+    solve then needed 2 interior-point rounds instead of more than 3).
     """
     from ..problems import GatedReLUProblem
     from .working_set import solve_gated_working_set
@@ -1675,7 +1676,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         # negligible ones); the first candidate whose certificate is no worse wins
         qn = group_norms(Q).ravel()
         candidates = []
-        if alpha * float(qn.sum()) <= ZERO_NETWORK_PENALTY * max(abs(gap.primal), np.finfo(float).tiny):
+        f_abs = max(abs(gap.primal), np.finfo(float).tiny)
+        if alpha * float(qn.sum()) <= ZERO_NETWORK_PENALTY * f_abs:
             candidates.append(qn > 0)                    # the zero network
         if dual_norms is not None:
             dn = np.full(nb, np.inf)
