@@ -1,7 +1,5 @@
 """float32 kernels and the PyTorch backend agree with the float64 numpy solution."""
 
-import warnings
-
 import numpy as np
 import pytest
 

@@ -79,9 +79,7 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
     lam_p = np.zeros(B)
     done = np.zeros(B, dtype=bool)
     gnorm = np.sqrt(np.einsum("bd,bd->b", U, U))
-    eye = np.eye(d)
     Ssub = S[:, pattern]                # (n, B) signs per block
-    ar = np.arange(B)
     for _ in range(max_iter):
         need = ~done & (pend < 0)
         if np.any(need):

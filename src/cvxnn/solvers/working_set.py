@@ -1581,6 +1581,7 @@ def solve_gated_working_set(problem: GatedReLUProblem, U0=None, *, tol=1e-6, max
     gap = None
     converged = False
     n_outer = 0
+    pat = out = None  # the last working set (set in the loop before any use)
     while True:
         gap = problem.gap(U, Z)
         Theta = -problem.loss.gradient(Z, problem.Y)
