@@ -185,9 +185,9 @@ def _soc_step_scaled(lam, v):
 
 
 def _lp_step(u, du):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(du < 0, -u / du, np.inf)
-    return float(r.min(initial=np.inf))
+    """Largest ``a >= 0`` with ``u + a du >= 0`` for ``u > 0``: ``1 / max(-du / u)``."""
+    worst = float((du / u).min(initial=0.0))
+    return np.inf if worst >= 0 else -1.0 / worst
 
 
 def _spd_inv(B):
@@ -734,21 +734,27 @@ class RestrictedIPM:
             def H_q(dq):
                 return self.kkt.K_apply(dq) - np.einsum("bij,bj->bi", self.kkt.B, dq)
 
+            # the LP scaling enters every direction through 1/omega and S/omega (n x m
+            # arrays: each pass over them costs as much as a product at this size)
+            inv_om = 1.0 / omega
+            S_om = self.Sp * inv_om
+
             def solve_kkt(rx_q, rx_t, rp_L, rp_C, dsL_sc, dsC_sc):
-                """Newton direction for residuals ``(r_x, r_p)`` and scaled complementarity ``d_s``."""
-                rhoL = dsL_sc - rp_L / omega
-                rhoC = dsC_sc - np.einsum("bij,bj->bi", Wci, rp_C)
+                """Newton direction for residuals ``(r_x, r_p)`` and scaled complementarity
+                ``d_s``; ``rp_L``/``rp_C`` ``None`` mean zero.  Also returns ``Xa dq``."""
+                rhoL = dsL_sc if rp_L is None else dsL_sc - rp_L * inv_om
+                rhoC = dsC_sc if rp_C is None else dsC_sc - np.einsum("bij,bj->bi", Wci, rp_C)
                 WrC = np.einsum("bij,bj->bi", Wci, rhoC)
-                rq = -rx_q + self.lp_adjoint(rhoL / omega) + WrC[:, 1:]
+                rq = -rx_q + (Xa.T @ (S_om * rhoL)).T + WrC[:, 1:]
                 rt = -rx_t + WrC[:, 0]
                 rq_red = rq - c_over_a * rt[:, None]
                 dq = self.kkt.solve(rq_red)
                 dtau = rt / a_t - np.einsum("bi,bi->b", c_over_a, dq)
-                GdL = self.Sp * self.products(dq)
-                dzLt = rhoL - GdL / omega
+                XdQ = self.products(dq)
+                dzLt = rhoL - S_om * XdQ
                 GdC = np.column_stack([dtau, dq])
                 dzCt = rhoC - np.einsum("bij,bj->bi", Wci, GdC)
-                return dq, dtau, dzLt, dzCt
+                return dq, dtau, dzLt, dzCt, XdQ
 
             def newton(dsL_sc, dsC_sc, refine=1, homogeneous=False):
                 """Direction with ``refine`` steps of iterative refinement on the stationarity rows.
@@ -758,27 +764,29 @@ class RestrictedIPM:
                 """
                 if homogeneous:
                     r_xq, r_xt = np.zeros_like(rxq), np.zeros_like(rxt)
-                    r_pL, r_pC = np.zeros_like(rpL), np.zeros_like(rpC)
+                    r_pL, r_pC = None, None
                 else:
                     r_xq, r_xt, r_pL, r_pC = rxq, rxt, rpL, rpC
-                dq, dtau, dzLt, dzCt = solve_kkt(r_xq, r_xt, r_pL, r_pC, dsL_sc, dsC_sc)
+                dq, dtau, dzLt, dzCt, XdQ = solve_kkt(r_xq, r_xt, r_pL, r_pC, dsL_sc, dsC_sc)
                 for _ in range(refine):
-                    dzL_ = dzLt / omega
+                    dzL_ = dzLt * inv_om
                     dzC_ = np.einsum("bij,bj->bi", Wci, dzCt)
                     e_q = H_q(dq) - self.lp_adjoint(dzL_) - dzC_[:, 1:] + r_xq
                     e_t = -dzC_[:, 0] + r_xt
-                    cq, ct, czL, czC = solve_kkt(e_q, e_t, np.zeros_like(rpL), np.zeros_like(rpC),
-                                                 np.zeros_like(dsL_sc), np.zeros_like(dsC_sc))
+                    cq, ct, czL, czC, XcQ = solve_kkt(e_q, e_t, None, None, np.zeros_like(dsL_sc),
+                                                      np.zeros_like(dsC_sc))
                     dq = dq + cq
                     dtau = dtau + ct
                     dzLt = dzLt + czL
                     dzCt = dzCt + czC
+                    XdQ = XdQ + XcQ
                 dsLt = dsL_sc - dzLt
                 dsCt = dsC_sc - dzCt
-                GdL = self.Sp * self.products(dq)
-                dsL_ = r_pL + GdL
-                dzL_ = dzLt / omega
-                dsC_ = r_pC + np.column_stack([dtau, dq])
+                GdL = self.Sp * XdQ
+                dsL_ = GdL if r_pL is None else r_pL + GdL
+                dzL_ = dzLt * inv_om
+                GdC = np.column_stack([dtau, dq])
+                dsC_ = GdC if r_pC is None else r_pC + GdC
                 dzC_ = np.einsum("bij,bj->bi", Wci, dzCt)
                 return dq, dtau, dsL_, dzL_, dsC_, dzC_, dsLt, dzLt, dsCt, dzCt
 
