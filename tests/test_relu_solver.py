@@ -156,6 +156,26 @@ def test_working_set_mode_matches_full_mode(case):
     assert seeded["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)
 
 
+def test_working_set_covering_nearly_everything_switches_to_one_full_run(monkeypatch):
+    """A first working set whose interior-point iteration costs at least
+    ``FULL_FRACTION`` of one on every block is replaced by every block (no restart
+    for late violators); below that fraction the working set grows as before."""
+    import cvxnn.solvers.relu_ipm as relu_ipm
+
+    case = CASES[0]
+    pr, *_ = _build(case)
+    ref = _oracle(case)
+    monkeypatch.setattr(relu_ipm, "FULL_FRACTION", 0.0)       # any set triggers the switch
+    switched = solve_relu_ipm(pr, tol=TOL, full=False, init_size=8, gated_seed=False)
+    assert switched["converged"] and switched["n_rounds"] == 1
+    assert switched["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)
+    assert switched["violation"] <= TOL
+    monkeypatch.setattr(relu_ipm, "FULL_FRACTION", np.inf)    # never
+    grown = solve_relu_ipm(pr, tol=TOL, full=False, init_size=8, gated_seed=False)
+    assert grown["converged"] and grown["n_rounds"] >= 2
+    assert grown["gap"].primal == pytest.approx(switched["gap"].primal, rel=1e-6)
+
+
 def test_solution_is_sparse_and_zero_blocks_are_dual_feasible():
     case = CASES[0]
     pr, *_ = _build(case)

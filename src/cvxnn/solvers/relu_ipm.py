@@ -45,6 +45,9 @@ Algorithm
    (``rho_b > ENTER_NEAR alpha``; each new set restarts the interior-point method),
    and the loop repeats.  Blocks outside the set are also priced while the method
    runs (from a gap of 1e-2), so that a round whose set is too small stops early.
+   A first set that already costs ``FULL_FRACTION`` of an iteration on every block
+   is replaced by every block (wdbc, 500 gates: 902 of 1000 blocks seeded, 2 rounds
+   in 44.8 s before, one run on all blocks in 27.7 s).
 
 The stopping test is the one of the package: relative duality gap ``<= tol`` and
 relative violation (:meth:`ReLUProblem.violation`) ``<= tol``.
@@ -71,6 +74,9 @@ GATED_SEED_TOL = 1e-3
 #: when some blocks outside the ReLU working set violate their dual constraint, those
 #: with dual norm above ``ENTER_NEAR * alpha`` enter with them
 ENTER_NEAR = 0.8
+#: working-set mode: when the first working set already costs this fraction of an
+#: interior-point iteration on every block, every block is put in at once
+FULL_FRACTION = 0.8
 
 #: ``finish`` tries zeroing the blocks whose interior-point dual norm is at most
 #: ``alpha (1 - DUAL_ZERO_MARGIN)`` (their dual constraint holds strictly)
@@ -1800,7 +1806,9 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             return (gp.relative_gap <= tol and vp <= tol) or (restricted_ok and work.size < nb)
         return polisher
 
-    if full:
+    def solve_full():
+        """One interior-point run on every block."""
+        nonlocal total
         work = np.arange(nb)
         ipm = RestrictedIPM(problem, work, Xkr=Xkr)
         best = {}
@@ -1825,6 +1833,9 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         return {"Q": Q, "gap": gap, "violation": viol, "multipliers": A, "n_iter": total,
                 "converged": bool(converged), "history": history, "n_rounds": 1}
 
+    if full:
+        return solve_full()
+
     # ---- working set
     if rho is None:
         Theta = -problem.loss.gradient(problem.predict(Q), problem.Y)
@@ -1844,6 +1855,14 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             print(f"[relu ipm] gated seed: {seed.size} blocks, {np.setdiff1d(seed, work).size} "
                   f"beyond the {work.size} most violated ({time.perf_counter() - t0:.2f}s)")
         work = np.union1d(work, seed).astype(np.intp)
+    _, w_pat, w_out = np.unravel_index(work, (2, P, c))
+    ncols = np.unique(w_pat * c + w_out).size
+    if _ipm_cost(n, d, ncols, c, squared) >= FULL_FRACTION * _ipm_cost(n, d, P * c, c, squared):
+        # the working set is nearly everything: a restart for a few late violators would
+        # cost more than the blocks left out
+        if verbose:
+            print(f"[relu ipm] the working set has {ncols} of {P * c} columns: every block enters")
+        return solve_full()
     converged = False
     n_rounds = 0
     screen_from = 1e-2
