@@ -1632,7 +1632,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         Budget of IPM iterations over all rounds.
     full : bool, optional
         Put every block in the IPM (default: when one IPM iteration on all blocks is
-        cheap enough).
+        cheap enough).  Working-set mode also puts every block in when its first set
+        already costs ``FULL_FRACTION`` of an iteration on every block.
     monitor : cvxnn._control.SolveMonitor, optional
         Called with every certified point (``Q``, objective, relative gap,
         violation): after each round and each polish; it may raise to stop.
