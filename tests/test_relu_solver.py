@@ -287,3 +287,24 @@ def test_face_polish_projected_search_reaches_the_oracle(monkeypatch, capsys):
     assert "polish: projected step" not in capsys.readouterr().out
     assert off["converged"]
     assert off["gap"].primal == pytest.approx(out["gap"].primal, rel=2e-6)
+
+
+def test_face_polish_meets_several_blocking_rows_at_once(monkeypatch, capsys):
+    """Rows that block the face Newton step within a negligible move (nearly active
+    rows the interior-point iterate left off the face) join their faces together; the
+    certified optimum is the oracle's, and the same as when they are met one ratio
+    step at a time."""
+    from cvxnn.solvers import relu_ipm
+
+    case = CASES[5]                                   # australian: duplicate rows
+    pr, *_ = _build(case)
+    ref = _oracle(case)
+    out = solve_relu_ipm(pr, tol=TOL, verbose=3)
+    assert "blocking rows join their faces" in capsys.readouterr().out
+    assert out["converged"] and out["violation"] <= TOL
+    assert out["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)
+    monkeypatch.setattr(relu_ipm, "BLOCKING_AT_ONCE", -1.0)
+    off = solve_relu_ipm(pr, tol=TOL, verbose=3)
+    assert "blocking rows join their faces" not in capsys.readouterr().out
+    assert off["converged"]
+    assert off["gap"].primal == pytest.approx(out["gap"].primal, rel=2e-6)

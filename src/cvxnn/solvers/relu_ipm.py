@@ -993,6 +993,10 @@ PROJECTED_SEARCH_BELOW = 1e-2
 PROJECTED_SEARCH_MIN = 0.25 ** 6
 #: ... until this many searches in a row found no step (each costs up to 7 projections)
 PROJECTED_SEARCH_FAILURES = 2
+#: rows that block the face Newton step within this fraction of it are met at once
+#: (nearly active rows the interior-point iterate left off the face; meeting them
+#: one ratio step at a time costs a Newton step each)
+BLOCKING_AT_ONCE = 1e-6
 #: relative radial curvature added to the penalty Hessian of a face Newton step solved in
 #: sample space (with more active blocks than samples the exact system is singular)
 FACE_RADIAL_REG = 1e-6
@@ -1374,6 +1378,27 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                     v = vc
                     if verbose >= 3:
                         print(f"      polish: dropping {int(shrink.sum())} vanishing blocks")
+                    continue
+            near = ratio <= BLOCKING_AT_ONCE
+            if t_max <= BLOCKING_AT_ONCE and int(near.sum()) >= 2:
+                # several rows block the step at once (within a negligible move): put
+                # them all on their faces, nearest first, and take a new Newton step
+                added = 0
+                for t in np.flatnonzero(near.any(axis=0)):
+                    rows_t = np.flatnonzero(near[:, t])
+                    rows_t = rows_t[np.argsort(ratio[rows_t, t])]
+                    room = d - 1 - len(faces[t])
+                    if room <= 0:
+                        continue
+                    faces[t] = list(faces[t]) + [int(r) for r in rows_t[:room]]
+                    Ns[t] = basis(t)
+                    added += 1
+                if added:
+                    dims, offs, MN, outcol = assemble()
+                    v = np.concatenate([N.T @ qa[tt] for tt, N in enumerate(Ns)])
+                    Hl = None
+                    if verbose >= 3:
+                        print(f"      polish: {int(near.sum())} blocking rows join their faces")
                     continue
             projected = None
             s_try = 1.0
