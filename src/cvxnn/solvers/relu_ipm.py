@@ -1069,7 +1069,9 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
     rows) the program restricted to the face is smooth in ``v`` and is minimised
     by Newton's method with an Armijo line search, keeping every other cone
     constraint satisfied (a step that would cross one stops on it and adds it to
-    the face; when it would cross several, a projected search along the Newton
+    the face; rows that block it within ``BLOCKING_AT_ONCE`` of the step -- nearly
+    active rows the interior-point iterate left off the face -- join together;
+    when it would cross several, a projected search along the Newton
     direction projects the blocks that leave their cones back exactly and takes the
     active rows of the projections as their faces, instead of meeting the
     constraints one step at a time).  When Newton has converged on the face, constraints whose
