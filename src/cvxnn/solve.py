@@ -596,7 +596,7 @@ def _solve(problem, X, G, D, formulation, loss, alpha, bias, solver, tol, max_it
                 out = solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter,
                                           verbose=verbose, monitor=monitor)
             else:
-                out = _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor)
+                out = _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor, gates=G)
         if monitor.stopped is not None:
             return _stopped_result(problem, "relu", monitor, Q0, G, loss, alpha, bias, classes,
                                    exact, tol, t0)
@@ -707,7 +707,7 @@ def _merge_duplicate_rows(problem, min_saving=0.1):
                             Ybar * scale[:, None], problem.loss, problem.alpha)
 
 
-def _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor=None):
+def _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor=None, gates=None):
     """Native ReLU solver: working-set interior point (``max_iter`` bounds its iterations).
 
     Falls back to the basic augmented Lagrangian for ``alpha = 0`` (no group
@@ -717,7 +717,7 @@ def _solve_native_relu(problem, Q0, tol, max_iter, verbose, monitor=None):
 
     if problem.alpha > 0 and supports_loss(problem.loss):
         return solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,
-                              monitor=monitor)
+                              monitor=monitor, gates=gates)
     from .solvers.al import solve_relu_al_basic
 
     return solve_relu_al_basic(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,

@@ -522,7 +522,11 @@ class _NewtonSystem:
 class RestrictedIPM:
     """IPM for the ReLU program restricted to the blocks ``blocks`` (flat ids of ``(2, P, c)``)."""
 
-    def __init__(self, problem: ReLUProblem, blocks, Xkr=None):
+    def __init__(self, problem: ReLUProblem, blocks, Xkr=None, row_keep=None):
+        """``row_keep`` (n, P) bool, optional: the cone rows of pattern ``i`` that enter the
+        method (:func:`screen_cone_rows`); the others are left out of the barrier (zero
+        multipliers), so the method solves a relaxation whose solution the caller must
+        check against every row (the face polish and the certificate do)."""
         self.pr = problem
         Xa = problem.Xa
         self.n, self.d = Xa.shape
@@ -540,6 +544,7 @@ class RestrictedIPM:
         self.E[np.arange(self.m), self.out] = 1.0
         self.Xkr = Xkr
         self.alpha = problem.alpha
+        self.keep = None if row_keep is None else row_keep[:, self.pat].astype(float)
         self.kkt = _NewtonSystem(self)
 
     # -- linear maps
@@ -652,16 +657,35 @@ class RestrictedIPM:
         v0 = sfac * rn[:, None] * tau_scale
         sL = np.maximum(SL0, 0.0) + v0
         zL = np.broadcast_to(zfac * max(alpha, 1e-12) * tau_scale / v0, (n, m)).copy()
-        nu = m * n + m
+        KP = None if self.keep is None else self.keep.copy()
+        if KP is not None:
+            # rows left out: zero multiplier, unit slack, no residual, no step
+            zL *= KP
+            sL = np.where(KP > 0, sL, 1.0)
+        nu = (m * n if KP is None else float(KP.sum())) + m
         hist = []
         good = None
         status = "max_iter"
         it = 0
         t_start = time.process_time()
+        n_added = 0
         for it in range(1, max_iter + 1):
             it_time = (time.process_time() - t_start) / max(it - 1, 1)
             XQ = self.products(q)
             Z = self.predictions(XQ)
+            if KP is not None:
+                # left-out rows the iterate violates join the barrier, centred at the
+                # current complementarity (an infeasible start for them)
+                SX = self.Sp * XQ
+                qn_b = np.sqrt(np.einsum("bi,bi->b", q, q))
+                bad = (KP == 0) & (SX < -1e-9 * rown * qn_b[None, :])
+                if bad.any():
+                    mu_now = float(np.vdot(sL, zL) + np.vdot(sC, zC)) / nu
+                    KP[bad] = 1.0
+                    sL = np.where(bad, np.maximum(SX, 0.0) + v0, sL)
+                    zL = np.where(bad, mu_now / sL, zL)
+                    n_added += int(bad.sum())
+                    nu = float(KP.sum()) + m
             fval, GZ = loss.value_and_gradient(Z, Y)
             fobj = fval + alpha * float(tau.sum())
             gq = self.grad_q(GZ)
@@ -669,6 +693,8 @@ class RestrictedIPM:
             rxq = gq - self.lp_adjoint(zL) - zC[:, 1:]
             rxt = alpha - zC[:, 0]
             rpL = self.Sp * XQ - sL
+            if KP is not None:
+                rpL *= KP
             rpC = np.column_stack([tau, q]) - sC
             gap = float(np.vdot(sL, zL) + np.vdot(sC, zC))
             mu = gap / nu
@@ -679,7 +705,8 @@ class RestrictedIPM:
             relgap = gap / max(abs(fobj), 1e-300)
             hist.append((it, fobj, relgap, pinf, dinf))
             if verbose >= 2:
-                print(f"   ipm {it:3d} f {fobj:.12g} gap {relgap:.2e} pinf {pinf:.2e} dinf {dinf:.2e}")
+                added = "" if KP is None else f" rows {int(KP.sum())} (+{n_added})"
+                print(f"   ipm {it:3d} f {fobj:.12g} gap {relgap:.2e} pinf {pinf:.2e} dinf {dinf:.2e}{added}")
             cert = None
             if cert_tol is not None and relgap <= 1e3 * cert_tol:
                 cert = self.certificate_gap(q, Z, GZ, rxq, zC)
@@ -712,8 +739,14 @@ class RestrictedIPM:
                 status = "optimal" if (pinf <= 1e3 * tol and dinf <= 1e3 * tol) else "stalled"
                 break
             # ---- scaling (Nesterov-Todd); LP: W = diag(omega), lambda = sqrt(s z)
-            omega = np.sqrt(sL / zL)
             lamL = np.sqrt(sL * zL)
+            if KP is None:
+                omega = np.sqrt(sL / zL)
+                lamLs = lamL
+            else:
+                # left-out rows: 1 / omega = 0 removes them from every direction
+                omega = np.where(KP > 0, np.sqrt(sL / np.where(KP > 0, zL, 1.0)), np.inf)
+                lamLs = np.where(KP > 0, lamL, 1.0)
             Wc, Wci, lamC, w0, w1, eta = _soc_nt(sC, zC, full=True)
             # SOC part of G^T W^{-2} G after eliminating tau (analytic, no cancellation):
             #   W^{-2} = eta^-2 [[2w0^2-1, -2 w0 w1^T], [-2 w0 w1, I + 2 w1 w1^T]]
@@ -791,6 +824,8 @@ class RestrictedIPM:
                 dsCt = dsC_sc - dzCt
                 GdL = self.Sp * XdQ
                 dsL_ = GdL if r_pL is None else r_pL + GdL
+                if KP is not None:
+                    dsL_ = dsL_ * KP
                 dzL_ = dzLt * inv_om
                 GdC = np.column_stack([dtau, dq])
                 dsC_ = GdC if r_pC is None else r_pC + GdC
@@ -798,7 +833,7 @@ class RestrictedIPM:
                 return dq, dtau, dsL_, dzL_, dsC_, dzC_, dsLt, dzLt, dsCt, dzCt
 
             def max_step(dsLt, dzLt, dsCt, dzCt):
-                a1 = min(_lp_step(lamL, dsLt), _lp_step(lamL, dzLt))
+                a1 = min(_lp_step(lamLs, dsLt), _lp_step(lamLs, dzLt))
                 a2 = min(float(_soc_step_scaled(lamC, dsCt).min(initial=np.inf)),
                          float(_soc_step_scaled(lamC, dzCt).min(initial=np.inf)))
                 return min(a1, a2)
@@ -815,7 +850,9 @@ class RestrictedIPM:
             gap_aff += float(np.vdot(lamp, lamd))
             sigma = min(1.0, max(0.0, gap_aff / max(gap, 1e-300))) ** 3
             # ---- corrector
-            dsL_sc = (-lamL * lamL + sigma * mu - dsLt_a * dzLt_a) / lamL
+            dsL_sc = (-lamL * lamL + sigma * mu - dsLt_a * dzLt_a) / lamLs
+            if KP is not None:
+                dsL_sc *= KP
             e = np.zeros((m, d + 1))
             e[:, 0] = 1.0
             rcC = -_jprod(lamC, lamC) + sigma * mu * e - _jprod(dsCt_a, dzCt_a)
@@ -832,7 +869,9 @@ class RestrictedIPM:
                 lo, hi = 0.1 * sigma * mu, 10.0 * sigma * mu
                 tgt = np.clip(v, lo, hi)
                 r = np.maximum(tgt - v, -hi)
-                corr = newton(r / lamL, np.zeros_like(lamC), refine=0, homogeneous=True)
+                if KP is not None:
+                    r *= KP
+                corr = newton(r / lamLs, np.zeros_like(lamC), refine=0, homogeneous=True)
                 trial = tuple(a + b for a, b in zip(dirn, corr))
                 amax_t = max_step(*trial[6:])
                 if amax_t >= amax + 0.1 * (a_t_ - amax):
@@ -842,7 +881,7 @@ class RestrictedIPM:
             dq, dtau, dsL, dzL, dsC, dzC, dsLt, dzLt, dsCt, dzCt = dirn
             step = min(1.0, 0.99 * amax)
             if verbose >= 3:
-                print(f"      a_aff {a_aff:.3e} sigma {sigma:.3e} step {step:.3e} | LPs {_lp_step(lamL, dsLt):.2e} LPz {_lp_step(lamL, dzLt):.2e} "
+                print(f"      a_aff {a_aff:.3e} sigma {sigma:.3e} step {step:.3e} | LPs {_lp_step(lamLs, dsLt):.2e} LPz {_lp_step(lamLs, dzLt):.2e} "
                       f"SOCs {float(_soc_step_scaled(lamC, dsCt).min()):.2e} SOCz {float(_soc_step_scaled(lamC, dzCt).min()):.2e}")
             if not (step >= 1e-10) or not np.all(np.isfinite(dq)):
                 status = "stalled"
@@ -866,6 +905,59 @@ class RestrictedIPM:
         dual_norms = np.sqrt(np.einsum("bi,bi->b", rxq + zC[:, 1:], rxq + zC[:, 1:]))
         return {"q": q, "tau": tau, "zL": zL, "zC": zC, "sL": sL, "sC": sC, "n_iter": it,
                 "status": status, "history": hist, "dual_norms": dual_norms}
+
+
+# ----------------------------------------------------------------- row screening
+#: the interior-point method on every block keeps, per pattern, the ``ROWS_PER_DIM x d``
+#: cone rows nearest (in angle) to the pattern's gate (when the gates are known and this
+#: leaves out at least half of the rows); see :func:`screen_cone_rows`
+ROWS_PER_DIM = 12
+
+
+def screen_cone_rows(problem: ReLUProblem, gates, per_dim=None):
+    """Cone rows that enter the interior-point method, per pattern: ``(n, P)`` bool or None.
+
+    The cone of pattern ``i`` is the chamber ``{v : S_i Xa v >= 0}`` of the hyperplane
+    arrangement that contains its gate ``g_i``; most of its ``n`` rows are redundant (in
+    dimension ``d = 9`` a chamber of 768 hyperplanes has 25-50 facets).  The facets are
+    walls seen from inside, and the walls nearest to ``g_i`` in angle (smallest
+    ``s_j x_j^T g_i / ||x_j||``) are kept: ``per_dim x d`` of them (default
+    ``ROWS_PER_DIM``).  On pima (100
+    gates) the 100 nearest rows held every facet of all 100 chambers, and the method
+    took 15 iterations instead of 22 to the same certified optimum.
+
+    This is a heuristic: the method then solves a relaxation, and its result is only
+    accepted once the face polish (which keeps every row satisfied) or the exact
+    certificate over every row confirms it (the caller falls back to every row
+    otherwise).  Returns None when no gates are given, they do not reproduce the
+    masks, or fewer than half of the rows would be left out.
+    """
+    if gates is None:
+        return None
+    Xa = problem.Xa
+    n, d = Xa.shape
+    P = problem.shape[2]
+    G = np.asarray(gates, dtype=np.float64)
+    if G.ndim != 2 or G.shape[1] != P:
+        return None
+    if G.shape[0] == d - 1:
+        G = np.vstack([G, np.zeros((1, P))])   # gates without a bias act on [X, 1] with bias 0
+    if G.shape[0] != d:
+        return None
+    k = (ROWS_PER_DIM if per_dim is None else per_dim) * d
+    if 2 * k > n:
+        return None
+    XG = Xa @ G                                          # (n, P)
+    consistent = np.all((XG > 0) == problem.Df.astype(bool), axis=0)
+    if not np.any(consistent):
+        return None
+    rn = np.maximum(np.sqrt(np.einsum("nd,nd->n", Xa, Xa)), np.finfo(float).tiny)
+    dist = np.abs(XG) / rn[:, None]                      # distance of g_i to the hyperplane of row j
+    near = np.argpartition(dist, k - 1, axis=0)[:k]      # (k, P)
+    keep = np.zeros((n, P), dtype=bool)
+    keep[near, np.arange(P)[None, :]] = True
+    keep[:, ~consistent] = True
+    return keep
 
 
 # ----------------------------------------------------------------- pricing / certificate
@@ -1539,7 +1631,7 @@ def _compress_rows(problem: ReLUProblem, min_saving=0.1):
 
 def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
                    full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None,
-                   monitor=None, gated_seed=True) -> dict:
+                   monitor=None, gated_seed=True, gates=None) -> dict:
     """Solve the ReLU program (see :func:`_solve_relu_ipm` for the parameters and results).
 
     Squared-loss problems with duplicate samples are solved on the merged rows
@@ -1551,7 +1643,7 @@ def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, ve
             out = _solve_relu_ipm(problem, Q0, tol=tol, max_iter=max_iter, verbose=verbose,
                                   full=full, init_size=init_size, max_rounds=max_rounds,
                                   callback=callback, ipm_options=ipm_options, monitor=monitor,
-                                  gated_seed=gated_seed)
+                                  gated_seed=gated_seed, gates=gates)
             return _keep_better_warm_start(problem, Q0, out, tol, verbose)
         red, first, scale = comp
         if verbose:
@@ -1560,7 +1652,8 @@ def solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, ve
             monitor = _shifted_monitor(monitor, problem, red)
         out = _solve_relu_ipm(red, Q0, tol=tol, max_iter=max_iter, verbose=verbose, full=full,
                               init_size=init_size, max_rounds=max_rounds, callback=callback,
-                              ipm_options=ipm_options, monitor=monitor, gated_seed=gated_seed)
+                              ipm_options=ipm_options, monitor=monitor, gated_seed=gated_seed,
+                              gates=gates)
         return _keep_better_warm_start(problem, Q0, _lift_result(problem, out, first, scale, tol),
                                        tol, verbose)
 
@@ -1651,7 +1744,7 @@ def _gated_seed_blocks(problem: ReLUProblem, verbose=0):
 
 def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, verbose=0,
                     full=None, init_size=None, max_rounds=30, callback=None, ipm_options=None,
-                    monitor=None, gated_seed=True) -> dict:
+                    monitor=None, gated_seed=True, gates=None) -> dict:
     """Interior-point solver of the ReLU program, with a working set of blocks when large.
 
     Parameters
@@ -1676,6 +1769,11 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         blocks of every pattern active in a rough solution of the gated program on the
         same patterns (:func:`_gated_seed_blocks`), so that the interior-point method
         is not restarted once per batch of entering blocks.
+    gates : ndarray (d, P), optional
+        The gates of the patterns (``D[:, i] = 1[Xa g_i > 0]``; ``d - 1`` rows: no bias
+        entry).  With every block in the interior-point method, they select the cone
+        rows it starts on (:func:`screen_cone_rows`); the result is certified over
+        every row, and the method is re-run on every row if it is not.
 
     Returns
     -------
@@ -1695,6 +1793,7 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         Xkr = (problem.Xa[:, :, None] * problem.Xa[:, None, :]).reshape(n, d * d)
     if full is None:
         full = _ipm_cost(n, d, P * c, c, squared) <= 3e9
+    row_keep = screen_cone_rows(problem, gates)
     history = []
     total = 0
 
@@ -1842,29 +1941,34 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         return polisher
 
     def solve_full():
-        """One interior-point run on every block."""
+        """One interior-point run on every block (on the screened cone rows first, when
+        there are any; on every row if that run does not end certified)."""
         nonlocal total
         work = np.arange(nb)
-        ipm = RestrictedIPM(problem, work, Xkr=Xkr)
-        best = {}
-        res = ipm.solve(None, max_iter=min(200, max_iter), verbose=max(verbose - 1, 0),
-                        polish=make_polisher(work, best), **ipm_kw)
-        total += res["n_iter"]
-        if best.get("gap") is not None and best["gap"].relative_gap <= tol and best["viol"] <= tol:
-            Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
-        else:
-            Q = res["q"].T.reshape(problem.shape).copy()
-            Q, gap, viol, A = finish(Q, res["zL"], work, None, res["dual_norms"])
-            if best.get("gap") is not None and best["gap"].relative_gap < gap.relative_gap:
+        for keep in ([row_keep, None] if row_keep is not None else [None]):
+            ipm = RestrictedIPM(problem, work, Xkr=Xkr, row_keep=keep)
+            best = {}
+            res = ipm.solve(None, max_iter=min(200, max(1, max_iter - total)),
+                            verbose=max(verbose - 1, 0), polish=make_polisher(work, best), **ipm_kw)
+            total += res["n_iter"]
+            if best.get("gap") is not None and best["gap"].relative_gap <= tol and best["viol"] <= tol:
                 Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
-        history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
-        if monitor is not None:
-            monitor(total, Q, gap.primal, gap.relative_gap, viol)
-        if verbose:
-            print(f"[relu ipm] full IPM: {res['n_iter']} iterations ({res['status']}) objective "
-                  f"{gap.primal:.12g} rel. gap {gap.relative_gap:.3e} violation {viol:.3e} "
-                  f"time {time.perf_counter() - t0:.2f}s")
-        converged = gap.relative_gap <= tol and viol <= tol
+            else:
+                Q = res["q"].T.reshape(problem.shape).copy()
+                Q, gap, viol, A = finish(Q, res["zL"], work, None, res["dual_norms"])
+                if best.get("gap") is not None and best["gap"].relative_gap < gap.relative_gap:
+                    Q, gap, viol, A = best["Q"], best["gap"], best["viol"], best["A"]
+            history.append((total, time.perf_counter() - t0, gap.relative_gap, gap.primal, viol))
+            if monitor is not None:
+                monitor(total, Q, gap.primal, gap.relative_gap, viol)
+            converged = gap.relative_gap <= tol and viol <= tol
+            if verbose:
+                rows = "" if keep is None else f" on {int(keep.sum())} of {keep.size} cone rows"
+                print(f"[relu ipm] full IPM{rows}: {res['n_iter']} iterations ({res['status']}) "
+                      f"objective {gap.primal:.12g} rel. gap {gap.relative_gap:.3e} violation "
+                      f"{viol:.3e} time {time.perf_counter() - t0:.2f}s")
+            if converged:
+                break
         return {"Q": Q, "gap": gap, "violation": viol, "multipliers": A, "n_iter": total,
                 "converged": bool(converged), "history": history, "n_rounds": 1}
 
