@@ -367,3 +367,25 @@ def test_screened_cone_rows_reach_the_clarabel_oracle(case, per_dim, monkeypatch
     assert pr.violation(out["Q"]) <= 1e-12
     assert out["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)
     assert out["gap"].gap >= out["gap"].primal - ref["objective"] - 1e-9
+
+
+@pytest.mark.parametrize("per_dim", [None, 1])
+@pytest.mark.parametrize("case", [CASES[0], CASES[2]], ids=[CASES[0][-1], CASES[2][-1]])
+def test_screened_cone_rows_in_working_set_mode_reach_the_oracle(case, per_dim, monkeypatch,
+                                                                 capsys):
+    """Working-set rounds start on the screened rows too; the certified optimum is the
+    oracle's, feasible for every row."""
+    from cvxnn.solvers import relu_ipm
+
+    if per_dim is not None:
+        monkeypatch.setattr(relu_ipm, "ROWS_PER_DIM", per_dim)
+    pr, *_ = _build(case)
+    ref = _oracle(case)
+    out = solve_relu_ipm(pr, tol=TOL, full=False, init_size=8, gated_seed=False,
+                         gates=_gates(case), verbose=3)
+    text = capsys.readouterr().out
+    assert "rows" in text and "round" in text
+    assert out["converged"] and out["n_rounds"] >= 2
+    assert out["gap"].relative_gap <= TOL and out["violation"] <= TOL
+    assert pr.violation(out["Q"]) <= 1e-12
+    assert out["gap"].primal == pytest.approx(ref["objective"], rel=1e-6)

@@ -908,9 +908,9 @@ class RestrictedIPM:
 
 
 # ----------------------------------------------------------------- row screening
-#: the interior-point method on every block keeps, per pattern, the ``ROWS_PER_DIM x d``
-#: cone rows nearest (in angle) to the pattern's gate (when the gates are known and this
-#: leaves out at least half of the rows); see :func:`screen_cone_rows`
+#: the interior-point method starts, per pattern, on the ``ROWS_PER_DIM x d`` cone rows
+#: nearest (in angle) to the pattern's gate (when the gates are known and this leaves out
+#: at least half of the rows); see :func:`screen_cone_rows`
 ROWS_PER_DIM = 12
 
 
@@ -1771,9 +1771,10 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         is not restarted once per batch of entering blocks.
     gates : ndarray (d, P), optional
         The gates of the patterns (``D[:, i] = 1[Xa g_i > 0]``; ``d - 1`` rows: no bias
-        entry).  With every block in the interior-point method, they select the cone
-        rows it starts on (:func:`screen_cone_rows`); the result is certified over
-        every row, and the method is re-run on every row if it is not.
+        entry).  They select the cone rows the interior-point method starts on
+        (:func:`screen_cone_rows`); rows its iterates violate join on the way, every
+        result is certified over every row, and a run (or, in working-set mode, a
+        round with no block left to enter) that ends uncertified is redone on every row.
 
     Returns
     -------
@@ -2004,6 +2005,7 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         return solve_full()
     converged = False
     n_rounds = 0
+    ws_keep = row_keep          # screened cone rows, until a round fails with every block priced
     screen_from = 1e-2
     res = None
     gap = None
@@ -2011,7 +2013,7 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
     A = None
     while n_rounds < max_rounds and total < max_iter:
         n_rounds += 1
-        ipm = RestrictedIPM(problem, work, Xkr=Xkr)
+        ipm = RestrictedIPM(problem, work, Xkr=Xkr, row_keep=ws_keep)
         others = np.setdiff1d(np.arange(nb), work)
         best = {}
         polisher = make_polisher(work, best)
@@ -2088,6 +2090,13 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
             add = others[viol_mask]
         if add.size == 0:
             # every dual constraint holds: only the restricted solve can be improved
+            if ws_keep is not None:
+                # first on every cone row (the screened rows gave a relaxation only)
+                if verbose:
+                    print("[relu ipm] the round on the screened cone rows is not certified: "
+                          "every row from now on")
+                ws_keep = None
+                continue
             if ipm_kw["cert_tol"] <= 1e-3 * tol * 1e-4:
                 break
             ipm_kw = dict(ipm_kw, tol=ipm_kw["tol"] * 1e-2, cert_tol=ipm_kw["cert_tol"] * 1e-2)
