@@ -673,10 +673,10 @@ class RestrictedIPM:
             it_time = (time.process_time() - t_start) / max(it - 1, 1)
             XQ = self.products(q)
             Z = self.predictions(XQ)
+            SX = self.Sp * XQ                                # cone row values (n, m)
             if KP is not None:
                 # left-out rows the iterate violates join the barrier, centred at the
                 # current complementarity (an infeasible start for them)
-                SX = self.Sp * XQ
                 qn_b = np.sqrt(np.einsum("bi,bi->b", q, q))
                 bad = (KP == 0) & (SX < -1e-9 * rown * qn_b[None, :])
                 if bad.any():
@@ -692,7 +692,7 @@ class RestrictedIPM:
             # residuals
             rxq = gq - self.lp_adjoint(zL) - zC[:, 1:]
             rxt = alpha - zC[:, 0]
-            rpL = self.Sp * XQ - sL
+            rpL = SX - sL
             if KP is not None:
                 rpL *= KP
             rpC = np.column_stack([tau, q]) - sC
