@@ -213,6 +213,36 @@ def test_cone_projection_matches_nnls():
         assert np.linalg.norm(U[:, b]) == pytest.approx(res, rel=1e-9, abs=1e-12)
 
 
+def test_cone_projection_warm_start_gives_the_same_projection():
+    """``init_idx`` guesses of the active rows (exact, partly wrong, random, repeated
+    rows, too many) change the path of the active-set method, never its result."""
+    rng = np.random.default_rng(5)
+    n, d, P = 120, 5, 10
+    Xa = np.hstack([rng.standard_normal((n, d - 1)), np.ones((n, 1))])
+    S = np.where(Xa @ rng.standard_normal((d, P)) > 0, 1.0, -1.0)
+    G = rng.standard_normal((d, 2 * P)) * 3
+    pattern = np.tile(np.arange(P), 2)
+    U, idx, lam, done = project_cones(Xa, S, pattern, G)
+    assert done.all() and (idx >= 0).sum() > 2 * P      # several active rows per block
+    noisy = idx.copy()
+    noisy[rng.random(idx.shape) < 0.3] = -1
+    flip = rng.random(idx.shape) < 0.2
+    noisy[flip] = rng.integers(0, n, int(flip.sum()))
+    repeated = idx.copy()
+    repeated[1] = repeated[0]
+    guesses = {"exact": idx, "noisy": noisy, "random": rng.integers(-1, n, (d, 2 * P)),
+               "repeated": repeated, "short": idx[:2]}
+    for name, guess in guesses.items():
+        U2, idx2, lam2, done2 = project_cones(Xa, S, pattern, G, init_idx=guess)
+        assert done2.all(), name
+        np.testing.assert_allclose(U2, U, atol=1e-11, err_msg=name)
+        A2 = multipliers_dense(n, idx2, lam2)
+        assert np.all(A2 >= 0), name
+        np.testing.assert_allclose(U2, G + (Xa.T @ (S[:, pattern] * A2)), atol=1e-11, err_msg=name)
+    with pytest.raises(ValueError, match="init_idx"):
+        project_cones(Xa, S, pattern, G, init_idx=np.zeros((d + 1, 2 * P), dtype=int))
+
+
 def test_solve_entry_point_uses_native_relu_solver():
     import cvxnn
 

@@ -32,7 +32,7 @@ import numpy as np
 __all__ = ["project_cones", "multipliers_dense"]
 
 
-def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None):
+def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None, init_idx=None):
     """Project the columns of ``G`` onto their pattern cones.
 
     Parameters
@@ -49,6 +49,15 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
         with ``scale = max(||g_b||, ||u_b||)``.
     max_iter : int, optional
         Cap on lock-step iterations (default ``20 d + 50``).
+    row_norms : ndarray (n,), optional
+        ``||x_j||`` (computed when not given).
+    init_idx : int ndarray (k, B), optional
+        A guess of the active rows of each projection (``-1`` for empty slots;
+        ``k <= d``), e.g. from an earlier projection of a nearby point.  A block whose
+        guessed rows are linearly independent and give non-negative multipliers for the
+        projection onto their subspace starts the method there (a valid state of the
+        dual active-set method: optimal for those rows as inequalities); any other
+        block starts cold.  The result is the same projection either way.
 
     Returns
     -------
@@ -80,6 +89,8 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
     done = np.zeros(B, dtype=bool)
     gnorm = np.sqrt(np.einsum("bd,bd->b", U, U))
     Ssub = S[:, pattern]                # (n, B) signs per block
+    if init_idx is not None:
+        _warm_start(Xa, Ssub, G, np.asarray(init_idx, dtype=np.intp), U, N, idx, lam, used)
     for _ in range(max_iter):
         need = ~done & (pend < 0)
         if np.any(need):
@@ -163,6 +174,51 @@ def project_cones(Xa, S, pattern, G, *, tol=1e-13, max_iter=None, row_norms=None
     U = G.T + (N @ lam[:, :, None])[..., 0]
     idx = np.where(used, idx, -1)
     return U.T.copy(), idx.T.copy(), lam.T.copy(), done
+
+
+def _warm_start(Xa, Ssub, G, init_idx, U, N, idx, lam, used):
+    """Start the blocks whose guessed active rows ``init_idx`` (k, B) are a valid state of
+    the dual active-set method (see :func:`project_cones`); updates ``U``, ``N``, ``idx``,
+    ``lam`` and ``used`` in place for those blocks."""
+    d = Xa.shape[1]
+    k, B = init_idx.shape
+    if k > d:
+        raise ValueError(f"init_idx has {k} rows; at most d = {d} active rows per block")
+    if k == 0 or B == 0:
+        return
+    valid = (init_idx >= 0).T                                  # (B, k)
+    rows = np.where(valid, init_idx.T, 0)
+    Nw = Xa[rows] * (np.take_along_axis(Ssub.T, rows, axis=1) * valid)[:, :, None]  # (B, k, d)
+    NwT = Nw.transpose(0, 2, 1)                                # (B, d, k) normals as columns
+    cand = valid.any(axis=1)
+    for _ in range(k + 1):
+        Gram = Nw @ NwT
+        Gram[:, np.arange(k), np.arange(k)] += ~valid
+        nrm = np.sqrt(np.diagonal(Gram, axis1=1, axis2=2))
+        # independence: the row-normalised Gram must be well conditioned
+        ev = np.linalg.eigvalsh(Gram / nrm[:, :, None] / nrm[:, None, :])[:, 0]
+        ok = cand & (ev > 1e-10)
+        rhs = -(Nw @ G.T[:, :, None])[..., 0]                  # (B, k)
+        with np.errstate(all="ignore"):
+            lam0 = np.linalg.solve(np.where(ok[:, None, None], Gram, np.eye(k)), rhs[..., None])[..., 0]
+        lam0[~valid] = 0.0
+        neg = valid & (lam0 < 0)
+        if not np.any(neg & ok[:, None]):
+            break
+        # rows with negative multipliers are not active: leave them out and retry
+        valid = valid & ~neg
+        Nw = Nw * valid[:, :, None]
+        NwT = Nw.transpose(0, 2, 1)
+        cand = cand & valid.any(axis=1)
+    ok = ok & np.all(np.isfinite(lam0), axis=1) & np.all(lam0 >= 0, axis=1)
+    if not np.any(ok):
+        return
+    b = np.flatnonzero(ok)
+    U[b] = G.T[b] + (NwT[b] @ lam0[b][:, :, None])[..., 0]
+    N[b, :, :k] = NwT[b]
+    idx[b, :k] = np.where(valid[b], init_idx.T[b], -1)
+    lam[b, :k] = lam0[b]
+    used[b, :k] = valid[b]
 
 
 def multipliers_dense(n, idx, lam):

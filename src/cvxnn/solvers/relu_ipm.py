@@ -961,7 +961,8 @@ def screen_cone_rows(problem: ReLUProblem, gates, per_dim=None):
 
 
 # ----------------------------------------------------------------- pricing / certificate
-def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None, screen=None):
+def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None, screen=None,
+                 init_idx=None):
     """Exact dual norms ``rho_b = ||proj_{K_i}(+-Xa^T D_i Theta_k)||`` and their multipliers.
 
     Returns ``rho`` (nb,), ``idx`` and ``lam`` (d, nb) as from :func:`project_cones`, for the
@@ -969,6 +970,8 @@ def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None, scree
     With ``screen`` (a threshold), blocks with ``||g_b|| <= screen`` are not projected:
     their ``rho`` is the upper bound ``||g_b||`` and their multipliers are zero (which
     is then a valid choice, with dual norm ``||g_b|| <= screen``).
+    ``init_idx`` (k, len(blocks)), optional: guessed active rows of the projections
+    (:func:`~cvxnn.solvers.cone_projection.project_cones`).
     """
     d, _, P, c = problem.shape
     if blocks is None:
@@ -977,7 +980,8 @@ def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None, scree
     G = problem.adjoint(Theta).reshape(d, -1)[:, blocks]
     _, i_idx, _ = np.unravel_index(blocks, (2, P, c))
     if screen is None:
-        U, idx, lam, _ = project_cones(problem.Xa, problem.S, i_idx, G, row_norms=row_norms)
+        U, idx, lam, _ = project_cones(problem.Xa, problem.S, i_idx, G, row_norms=row_norms,
+                                       init_idx=init_idx)
         rho = np.sqrt(np.einsum("db,db->b", U, U))
         return rho, idx, lam
     rho = np.sqrt(np.einsum("db,db->b", G, G))
@@ -986,7 +990,8 @@ def price_blocks(problem: ReLUProblem, Theta, blocks=None, row_norms=None, scree
     sel = np.flatnonzero(rho > screen)
     if sel.size:
         U, idx_s, lam_s, _ = project_cones(problem.Xa, problem.S, i_idx[sel], G[:, sel],
-                                           row_norms=row_norms)
+                                           row_norms=row_norms,
+                                           init_idx=None if init_idx is None else init_idx[:, sel])
         rho[sel] = np.sqrt(np.einsum("db,db->b", U, U))
         idx[:, sel] = idx_s
         lam[:, sel] = lam_s
@@ -1221,22 +1226,88 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
         cand = np.flatnonzero(sbar < zbar)
         faces.append(list(cand[np.argsort(sbar[cand] / np.maximum(zbar[cand], 1e-300))]))
 
+    basis_cache = {}
+    eye_d = np.eye(d)
+
     def basis(t):
-        """Independent prefix of the face rows of block ``t`` and its null-space basis."""
-        rows = np.asarray(faces[t], dtype=np.intp)
-        if rows.size == 0:
-            return np.eye(d)
-        A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
-        an = np.linalg.norm(A, axis=1)
-        k = min(rows.size, d)
-        R = np.linalg.qr(A[:k].T, mode="r")
-        diag = np.abs(np.diagonal(R[:k, :k])) if R.shape[0] >= k else np.zeros(k)
-        keep = [int(r) for r, ok in zip(rows[:k], diag > 1e-8 * an[:k]) if ok][: d - 1]
-        faces[t] = keep
-        if not keep:
-            return np.eye(d)
-        Ak = Xa[keep] * Sx[keep, i_idx[t]][:, None]
-        return np.linalg.qr(Ak.T, mode="complete")[0][:, len(keep):]
+        """Independent prefix of the face rows of block ``t`` (stored back in ``faces[t]``)
+        and the null-space basis of those rows, (d, d - k).
+
+        Cached per (pattern, rows); the cache also holds ``pinv`` (k, d), the map
+        ``r -> argmin ||A^T lam - r||`` of the kept rows ``A`` (the face multipliers).
+        """
+        key = (int(i_idx[t]), tuple(faces[t]))
+        hit = basis_cache.get(key)
+        if hit is None:
+            rows = np.asarray(faces[t], dtype=np.intp)
+            hit = (list(key[1]), eye_d, None)
+            if rows.size:
+                A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
+                an = np.linalg.norm(A, axis=1)
+                k = min(rows.size, d)
+                Qf, R = np.linalg.qr(A[:k].T, mode="complete")
+                ok = np.abs(np.diagonal(R[:k, :k])) > 1e-8 * an[:k]
+                keep = [int(r) for r, o in zip(rows[:k], ok) if o][: d - 1]
+                kk = len(keep)
+                if kk and not np.all(ok[:kk]):
+                    # a dependent row inside the prefix: factor the kept rows alone
+                    Ak = Xa[keep] * Sx[keep, i_idx[t]][:, None]
+                    Qf, R = np.linalg.qr(Ak.T, mode="complete")
+                if kk:
+                    # the first kk columns of a Householder QR are those of the prefix
+                    pinv = np.linalg.solve(R[:kk, :kk], Qf[:, :kk].T)
+                    hit = (keep, Qf[:, kk:], pinv)
+                else:
+                    hit = ([], eye_d, None)
+            basis_cache[key] = hit
+            basis_cache[(key[0], tuple(hit[0]))] = hit
+        faces[t] = list(hit[0])
+        return hit[1]
+
+    def face_pinv(t):
+        return basis_cache[(int(i_idx[t]), tuple(faces[t]))][2]
+
+    def face_multipliers(qa_, GZ_):
+        """Least-squares multipliers of the face rows of every active block (list of (k,)):
+        ``A_t^T lam_t = grad_q f + alpha q_t / ||q_t||`` (the face stationarity)."""
+        GQ = (Xa.T @ (Df[:, i_idx] * GZ_[:, k_idx])) * sig          # (d, a)
+        Rhs = GQ.T + alpha * qa_ / np.sqrt(np.einsum("bi,bi->b", qa_, qa_))[:, None]
+        out = []
+        for t in range(ab.size):
+            P_t = face_pinv(t) if faces[t] else None
+            out.append(np.zeros(0) if P_t is None else P_t @ Rhs[t])
+        return out
+
+    layout = {}
+
+    def set_layout():
+        """Padded stack of the bases (a, d, dmax) and the (block, slot) of every face
+        coordinate: block values and face coordinates convert with one einsum."""
+        dims_ = np.array([N.shape[1] for N in Ns], dtype=np.intp)
+        dmax = int(dims_.max(initial=1))
+        Npad = np.zeros((len(Ns), d, dmax))
+        for t, N in enumerate(Ns):
+            Npad[t, :, :N.shape[1]] = N
+        colblk = np.repeat(np.arange(len(Ns)), dims_)
+        offs_ = np.concatenate([[0], np.cumsum(dims_)])
+        colloc = np.arange(colblk.size) - offs_[colblk]
+        # the entries of the diagonal blocks (the penalty Hessian)
+        sz2 = dims_ * dims_
+        bt = np.repeat(np.arange(len(Ns)), sz2)
+        loc = np.arange(int(sz2.sum())) - np.repeat(np.cumsum(sz2) - sz2, sz2)
+        li, lj = loc // dims_[bt], loc % dims_[bt]
+        layout.update(Npad=Npad, colblk=colblk, colloc=colloc, dmax=dmax, bd_t=bt,
+                      bd_r=offs_[bt] + li, bd_c=offs_[bt] + lj, bd_eye=(li == lj).astype(float))
+
+    def to_blocks(vec):
+        """Block values (a, d) of face coordinates ``vec`` (current layout)."""
+        vp = np.zeros((layout["Npad"].shape[0], layout["dmax"]))
+        vp[layout["colblk"], layout["colloc"]] = vec
+        return np.einsum("tij,tj->ti", layout["Npad"], vp)
+
+    def to_coords(qa_):
+        """Face coordinates of block values ``qa_`` (a, d) (current layout)."""
+        return np.einsum("tij,ti->tj", layout["Npad"], qa_)[layout["colblk"], layout["colloc"]]
 
     Ns = [basis(t) for t in range(ab.size)]
     n_expand = 0
@@ -1260,8 +1331,8 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
         for hit in parts:
             xn_cache[id(hit[0])] = hit
         MN = np.concatenate([hit[1] for hit in parts], axis=1)
-        colblock = np.repeat(np.arange(ab.size), dims)
-        return dims, offs, MN, k_idx[colblock]
+        set_layout()
+        return dims, offs, MN, k_idx[layout["colblk"]]
 
     def predictions(MN, outcol, v):
         Z = np.zeros((n, c))
@@ -1284,7 +1355,8 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
 
     # the projection onto the face may violate other constraints: fix the worst ones
     for _ in range(d):
-        qa = np.stack([Ns[t] @ (Ns[t].T @ qa[t]) for t in range(ab.size)])
+        set_layout()
+        qa = to_blocks(to_coords(qa))
         C = cons(qa)
         nq = np.sqrt(np.einsum("bi,bi->b", qa, qa))
         bad = C < -1e-12 * nq[None, :]
@@ -1312,7 +1384,7 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                 print("        polish: no feasible starting face")
             return None
     dims, offs, MN, outcol = assemble()
-    v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
+    v = to_coords(qa)
     Hl = None
     proj_failures = 0              # consecutive projected searches that found no step
     t_begin = time.process_time()
@@ -1367,9 +1439,8 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                         if k1 != k2:
                             Hl[np.ix_(s2, s1)] += blk.T
             H = Hl.copy(order="K")
-            for t in range(ab.size):
-                sl = slice(offs[t], offs[t + 1])
-                H[sl, sl] += alpha * (np.eye(dims[t]) - np.outer(u[sl], u[sl])) / nrm[t]
+            r_, c_ = layout["bd_r"], layout["bd_c"]
+            H[r_, c_] += alpha * (layout["bd_eye"] - u[r_] * u[c_]) / nrm[layout["bd_t"]]
             H[np.diag_indices(v.size)] += 1e-14 * np.trace(H) / max(v.size, 1)
             try:
                 fac = cho_factor(H, lower=True, overwrite_a=True, check_finite=False)
@@ -1384,21 +1455,15 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
         if dec <= 1e-16 * max(abs(fv), 1e-300):
             # converged on the face: done if certified, else release fixed rows with
             # negative multipliers
+            qa = to_blocks(v)
+            # multipliers of the fixed rows (least squares on the face stationarity)
+            lams = face_multipliers(qa, GZ)
             if accept is not None:
-                qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
                 Q = np.zeros((d, nb))
                 Q[:, blocks[ab]] = qa.T
-                # multipliers of the fixed rows (least squares on the face stationarity)
-                face_mult = {}
-                for t in range(ab.size):
-                    rows = faces[t]
-                    if not rows:
-                        face_mult[int(blocks[ab[t]])] = (np.zeros(0, dtype=np.intp), np.zeros(0))
-                        continue
-                    gq = sig[t] * (Xa.T @ (Df[:, i_idx[t]] * GZ[:, k_idx[t]]))
-                    A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
-                    lam_t = np.linalg.lstsq(A.T, gq + alpha * qa[t] / np.linalg.norm(qa[t]), rcond=None)[0]
-                    face_mult[int(blocks[ab[t]])] = (np.asarray(rows, dtype=np.intp), np.maximum(lam_t, 0.0))
+                face_mult = {int(blocks[ab[t]]): (np.asarray(faces[t], dtype=np.intp),
+                                                  np.maximum(lams[t], 0.0))
+                             for t in range(ab.size)}
                 if accept(Q.reshape(pr.shape), face_mult):
                     return Q.reshape(pr.shape)
             released = False
@@ -1406,16 +1471,11 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                 rows = faces[t]
                 if not rows:
                     continue
-                qb = Ns[t] @ v[offs[t]:offs[t + 1]]
-                gq = sig[t] * (Xa.T @ (Df[:, i_idx[t]] * GZ[:, k_idx[t]]))
-                A = Xa[rows] * Sx[rows, i_idx[t]][:, None]
-                lam_t = np.linalg.lstsq(A.T, gq + alpha * qb / np.linalg.norm(qb), rcond=None)[0]
-                scaled = lam_t * row_norms[rows] / max(alpha, 1e-300)
+                scaled = lams[t] * row_norms[rows] / max(alpha, 1e-300)
                 if scaled.min() < -1e-8:
                     del faces[t][int(np.argmin(scaled))]
                     released = True
             if not released:
-                qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
                 new = None
                 if n_expand < max_expand:
                     n_expand += 1
@@ -1438,18 +1498,17 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                 qa = np.vstack([qa, q_new])
                 Ns = Ns + [basis(t) for t in range(ab.size - pos.size, ab.size)]
                 dims, offs, MN, outcol = assemble()
-                v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
+                v = to_coords(qa)
                 Hl = None
                 continue
-            qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
             Ns = [basis(t) for t in range(ab.size)]
             dims, offs, MN, outcol = assemble()
-            v = np.concatenate([N.T @ qa[t] for t, N in enumerate(Ns)])
+            v = to_coords(qa)
             Hl = None
             continue
         # ratio test: keep the non-fixed cone constraints satisfied
-        qa = np.stack([Ns[t] @ v[offs[t]:offs[t + 1]] for t in range(ab.size)])
-        dqa = np.stack([Ns[t] @ dv[offs[t]:offs[t + 1]] for t in range(ab.size)])
+        qa = to_blocks(v)
+        dqa = to_blocks(dv)
         C0 = np.maximum(cons(qa), 0.0)
         dC = cons(dqa)
         for t in range(ab.size):
@@ -1496,7 +1555,7 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                     added += 1
                 if added:
                     dims, offs, MN, outcol = assemble()
-                    v = np.concatenate([N.T @ qa[tt] for tt, N in enumerate(Ns)])
+                    v = to_coords(qa)
                     Hl = None
                     if verbose >= 3:
                         print(f"      polish: {int(near.sum())} blocking rows join their faces")
@@ -1534,7 +1593,7 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
                     faces[t] = [int(r) for r in rows]
                     Ns[t] = basis(t)
                 dims, offs, MN, outcol = assemble()
-                v = np.concatenate([N.T @ q_try[tt] for tt, N in enumerate(Ns)])
+                v = to_coords(q_try)
                 Hl = None
                 if verbose >= 3:
                     print(f"      polish: projected step {s_try:.3g} ({out_t.size} blocks "
@@ -1554,7 +1613,7 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
             faces[t] = list(faces[t]) + [int(row)]
             Ns[t] = basis(t)
             dims, offs, MN, outcol = assemble()
-            v = np.concatenate([N.T @ qa[tt] for tt, N in enumerate(Ns)])
+            v = to_coords(qa)
             Hl = None
             continue
         # Armijo backtracking on the face objective
@@ -1573,11 +1632,11 @@ def polish_on_face(problem, blocks, q, sL, zL, zC, row_norms, *, max_steps=300, 
         v = v_new
         if step >= t_max * (1 - 1e-12) and np.isfinite(t_max):
             row, t = np.unravel_index(flat, ratio.shape)
-            qa = np.stack([Ns[tt] @ v[offs[tt]:offs[tt + 1]] for tt in range(ab.size)])
+            qa = to_blocks(v)
             faces[t] = list(faces[t]) + [int(row)]
             Ns[t] = basis(t)
             dims, offs, MN, outcol = assemble()
-            v = np.concatenate([N.T @ qa[tt] for tt, N in enumerate(Ns)])
+            v = to_coords(qa)
             Hl = None
     if verbose >= 2:
         print('        polish: step limit reached')
@@ -1880,6 +1939,8 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         A = multipliers_dense(n, idx, lam).reshape((n,) + problem.shape[1:])
         return problem.gap(Qp, A=A, Z=Zp, refine_iter=0), A, rho_p
 
+    price_memo = {}
+
     def cheap_certificate(Qc, face_mult, zL_work, work):
         """Certificate with the face multipliers (active blocks) and the interior-point
         multipliers (other working blocks); only blocks whose dual norm then exceeds
@@ -1895,7 +1956,23 @@ def _solve_relu_ipm(problem: ReLUProblem, Q0=None, *, tol=1e-6, max_iter=1000, v
         norms = problem.dual_norms(Theta, A).ravel()
         bad = np.flatnonzero(norms > alpha * (1 + 1e-4 * tol))
         if bad.size:
-            rho_b, idx, lam = price_blocks(problem, Theta, bad, row_norms=row_norms)
+            # successive certificates price mostly the same blocks at nearby points: the
+            # last projection's active rows are the guess to start from; otherwise the
+            # d - 1 rows with the largest (scaled) interior-point multipliers
+            guess = np.full((d, bad.size), -1, dtype=np.intp)
+            k_top = min(d - 1, n)
+            for j, b in enumerate(bad):
+                if b in price_memo:
+                    guess[:, j] = price_memo[b]
+                elif k_top > 0:
+                    w = Af[:, b] * row_norms
+                    top = np.argpartition(-w, k_top - 1)[:k_top]
+                    top = top[w[top] > 0]
+                    guess[:top.size, j] = top
+            rho_b, idx, lam = price_blocks(problem, Theta, bad, row_norms=row_norms,
+                                           init_idx=guess)
+            for j, b in enumerate(bad):
+                price_memo[b] = idx[:, j]
             better = rho_b < norms[bad]
             Af[:, bad[better]] = multipliers_dense(n, idx[:, better], lam[:, better])
             norms[bad[better]] = rho_b[better]
