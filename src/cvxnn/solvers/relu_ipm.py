@@ -544,7 +544,7 @@ class RestrictedIPM:
         self.E[np.arange(self.m), self.out] = 1.0
         self.Xkr = Xkr
         self.alpha = problem.alpha
-        self.keep = None if row_keep is None else row_keep[:, self.pat].astype(float)
+        self.keep = None if row_keep is None else np.ascontiguousarray(row_keep[:, self.pat], dtype=bool)
         self.kkt = _NewtonSystem(self)
 
     # -- linear maps
@@ -625,7 +625,8 @@ class RestrictedIPM:
 
         Returns
         -------
-        dict with ``q`` (m, d), ``tau``, ``zL`` (n, m), ``zC``, ``sL``, ``sC``, ``n_iter``,
+        dict with ``q`` (m, d), ``tau``, ``zL`` (n, m), ``zC``, ``sL``, ``sC``, ``n_iter``
+        (rows left out of the method: ``zL = 0``, ``sL = 1``),
         ``status`` (``optimal``, ``polished``, ``stalled``, ``numerical`` or ``max_iter``),
         ``history`` and ``dual_norms`` (the interior-point dual norm of every block).
         """
@@ -655,17 +656,44 @@ class RestrictedIPM:
         zC = np.zeros((m, d + 1))
         zC[:, 0] = max(alpha, 1e-12)
         XQ = self.products(q)
-        SL0 = self.Sp * XQ
         rn = np.sqrt(np.einsum('nd,nd->n', Xa, Xa))
-        v0 = sfac * rn[:, None] * tau_scale
-        sL = np.maximum(SL0, 0.0) + v0
-        zL = np.broadcast_to(zfac * max(alpha, 1e-12) * tau_scale / v0, (n, m)).copy()
-        KP = None if self.keep is None else self.keep.copy()
-        if KP is not None:
-            # rows left out: zero multiplier, unit slack, no residual, no step
-            zL *= KP
-            sL = np.where(KP > 0, sL, 1.0)
-        nu = (m * n if KP is None else float(KP.sum())) + m
+        # The linear cone rows in the method are stored as a list of entries (row, block)
+        # with flat indices ``ent`` (row * m + block) into the (n, m) arrays: every row
+        # when ``self.keep`` is None (``ent = None``: the identity), else the kept rows,
+        # to which the rows the iterates violate are appended.  Slacks, multipliers
+        # and every elementwise operation of the method live on the entries; the
+        # products ``Xa q^T`` and the adjoints stay dense GEMMs (gather / scatter).
+        KP = None if self.keep is None else self.keep.copy()   # (n, m) bool: rows in
+        ent = None if KP is None else np.flatnonzero(KP.ravel())
+        Sflat = self.Sp.ravel()
+
+        def gather(A):
+            return A.ravel() if ent is None else A.ravel()[ent]
+
+        def scatter(v):
+            if ent is None:
+                return v.reshape(n, m)
+            out = np.zeros(n * m)
+            out[ent] = v
+            return out.reshape(n, m)
+
+        def dense(v, ent_v, fill):
+            """(n, m) array of entry values ``v`` at flat indices ``ent_v``, ``fill`` elsewhere."""
+            if ent_v is None:
+                return v.reshape(n, m).copy()
+            out = np.full(n * m, float(fill))
+            out[ent_v] = v
+            return out.reshape(n, m)
+
+        def lp_adjoint(z):
+            """``(Xa^T (S * z))^T`` (m, d) for multipliers ``z`` on the entries."""
+            return (Xa.T @ scatter(s_e * z)).T
+
+        s_e = gather(self.Sp).copy()                             # entry signs
+        v0 = sfac * tau_scale * (np.repeat(rn, m) if ent is None else rn[ent // m])
+        sL = np.maximum(s_e * gather(XQ), 0.0) + v0
+        zL = zfac * max(alpha, 1e-12) * tau_scale / v0
+        nu = float(sL.size + m)
         hist = []
         good = None
         status = "max_iter"
@@ -676,28 +704,31 @@ class RestrictedIPM:
             it_time = (time.process_time() - t_start) / max(it - 1, 1)
             XQ = self.products(q)
             Z = self.predictions(XQ)
-            SX = self.Sp * XQ                                # cone row values (n, m)
             if KP is not None:
                 # left-out rows the iterate violates join the barrier, centred at the
                 # current complementarity (an infeasible start for them)
                 qn_b = np.sqrt(np.einsum("bi,bi->b", q, q))
-                bad = (KP == 0) & (SX < -1e-9 * rown * qn_b[None, :])
+                SXd = self.Sp * XQ
+                bad = ~KP & (SXd < -1e-9 * rown * qn_b[None, :])
                 if bad.any():
                     mu_now = float(np.vdot(sL, zL) + np.vdot(sC, zC)) / nu
-                    KP[bad] = 1.0
-                    sL = np.where(bad, np.maximum(SX, 0.0) + v0, sL)
-                    zL = np.where(bad, mu_now / sL, zL)
-                    n_added += int(bad.sum())
-                    nu = float(KP.sum()) + m
+                    KP |= bad
+                    new = np.flatnonzero(bad.ravel())
+                    s_new = np.maximum(SXd.ravel()[new], 0.0) + sfac * rn[new // m] * tau_scale
+                    ent = np.concatenate([ent, new])
+                    s_e = np.concatenate([s_e, Sflat[new]])
+                    sL = np.concatenate([sL, s_new])
+                    zL = np.concatenate([zL, mu_now / s_new])
+                    n_added += new.size
+                    nu = float(sL.size + m)
+            SX = s_e * gather(XQ)                            # cone row values (entries)
             fval, GZ = loss.value_and_gradient(Z, Y)
             fobj = fval + alpha * float(tau.sum())
             gq = self.grad_q(GZ)
             # residuals
-            rxq = gq - self.lp_adjoint(zL) - zC[:, 1:]
+            rxq = gq - lp_adjoint(zL) - zC[:, 1:]
             rxt = alpha - zC[:, 0]
             rpL = SX - sL
-            if KP is not None:
-                rpL *= KP
             rpC = np.column_stack([tau, q]) - sC
             gap = float(np.vdot(sL, zL) + np.vdot(sC, zC))
             mu = gap / nu
@@ -708,7 +739,7 @@ class RestrictedIPM:
             relgap = gap / max(abs(fobj), 1e-300)
             hist.append((it, fobj, relgap, pinf, dinf))
             if verbose >= 2:
-                added = "" if KP is None else f" rows {int(KP.sum())} (+{n_added})"
+                added = "" if KP is None else f" rows {sL.size} (+{n_added})"
                 print(f"   ipm {it:3d} f {fobj:.12g} gap {relgap:.2e} pinf {pinf:.2e} dinf {dinf:.2e}{added}")
             cert = None
             if cert_tol is not None and relgap <= 1e3 * cert_tol:
@@ -716,7 +747,7 @@ class RestrictedIPM:
             hist[-1] = hist[-1] + (cert,)
             if dinf <= 1e-2 and pinf <= 1e-3 and (good is None or relgap < good["relgap"]):
                 good = {"q": q, "tau": tau, "sL": sL, "zL": zL, "zC": zC, "relgap": relgap,
-                        "it": it, "dinf": dinf}
+                        "it": it, "dinf": dinf, "ent": ent}
             # numerical breakdown: the gap stagnates (while the dual residual typically grows)
             if it > 6 and relgap <= 1e-5 and relgap > 0.5 * min(h[2] for h in hist[-7:-1]):
                 status = "stalled"
@@ -724,8 +755,8 @@ class RestrictedIPM:
             if polish is not None and relgap <= polish_from and pinf <= 1e-3:
                 polish_from = relgap * 0.1
                 t_pol = time.process_time()
-                ok_pol = polish({"q": q, "tau": tau, "sL": sL, "zL": zL, "zC": zC, "relgap": relgap,
-                                 "it_time": it_time})
+                ok_pol = polish({"q": q, "tau": tau, "sL": dense(sL, ent, 1.0), "zL": dense(zL, ent, 0.0),
+                                 "zC": zC, "relgap": relgap, "it_time": it_time})
                 t_start += time.process_time() - t_pol      # keep the iteration time clean
                 if ok_pol:
                     status = "polished"
@@ -743,13 +774,8 @@ class RestrictedIPM:
                 break
             # ---- scaling (Nesterov-Todd); LP: W = diag(omega), lambda = sqrt(s z)
             lamL = np.sqrt(sL * zL)
-            if KP is None:
-                omega = np.sqrt(sL / zL)
-                lamLs = lamL
-            else:
-                # left-out rows: 1 / omega = 0 removes them from every direction
-                omega = np.where(KP > 0, np.sqrt(sL / np.where(KP > 0, zL, 1.0)), np.inf)
-                lamLs = np.where(KP > 0, lamL, 1.0)
+            omega = np.sqrt(sL / zL)
+            lamLs = lamL
             Wc, Wci, lamC, w0, w1, eta = _soc_nt(sC, zC, full=True)
             # SOC part of G^T W^{-2} G after eliminating tau (analytic, no cancellation):
             #   W^{-2} = eta^-2 [[2w0^2-1, -2 w0 w1^T], [-2 w0 w1, I + 2 w1 w1^T]]
@@ -764,7 +790,7 @@ class RestrictedIPM:
             # ---- Newton matrix
             hw = _loss_hessian(loss, Z, Y)
             self.kkt.set_hessian(hw, reuse=(loss.name == "squared"))
-            Gb = self._gram_weighted(zL / sL)               # (m, d, d)
+            Gb = self._gram_weighted(scatter(zL / sL))      # (m, d, d)
             ok = self.kkt.factor(Gb + Sb)
             if not ok and self.kkt.mode == "woodbury":
                 self.kkt.mode = "dense"
@@ -777,23 +803,22 @@ class RestrictedIPM:
             def H_q(dq):
                 return self.kkt.K_apply(dq) - np.einsum("bij,bj->bi", self.kkt.B, dq)
 
-            # the LP scaling enters every direction through 1/omega and S/omega (n x m
-            # arrays: each pass over them costs as much as a product at this size)
+            # the LP scaling enters every direction through 1/omega and S/omega
             inv_om = 1.0 / omega
-            S_om = self.Sp * inv_om
+            S_om = s_e * inv_om
 
             def solve_kkt(rx_q, rx_t, rp_L, rp_C, dsL_sc, dsC_sc):
                 """Newton direction for residuals ``(r_x, r_p)`` and scaled complementarity
-                ``d_s``; ``rp_L``/``rp_C`` ``None`` mean zero.  Also returns ``Xa dq``."""
+                ``d_s``; ``rp_L``/``rp_C`` ``None`` mean zero.  Also returns ``Xa dq`` (entries)."""
                 rhoL = dsL_sc if rp_L is None else dsL_sc - rp_L * inv_om
                 rhoC = dsC_sc if rp_C is None else dsC_sc - np.einsum("bij,bj->bi", Wci, rp_C)
                 WrC = np.einsum("bij,bj->bi", Wci, rhoC)
-                rq = -rx_q + (Xa.T @ (S_om * rhoL)).T + WrC[:, 1:]
+                rq = -rx_q + (Xa.T @ scatter(S_om * rhoL)).T + WrC[:, 1:]
                 rt = -rx_t + WrC[:, 0]
                 rq_red = rq - c_over_a * rt[:, None]
                 dq = self.kkt.solve(rq_red)
                 dtau = rt / a_t - np.einsum("bi,bi->b", c_over_a, dq)
-                XdQ = self.products(dq)
+                XdQ = gather(self.products(dq))
                 dzLt = rhoL - S_om * XdQ
                 GdC = np.column_stack([dtau, dq])
                 dzCt = rhoC - np.einsum("bij,bj->bi", Wci, GdC)
@@ -814,7 +839,7 @@ class RestrictedIPM:
                 for _ in range(refine):
                     dzL_ = dzLt * inv_om
                     dzC_ = np.einsum("bij,bj->bi", Wci, dzCt)
-                    e_q = H_q(dq) - self.lp_adjoint(dzL_) - dzC_[:, 1:] + r_xq
+                    e_q = H_q(dq) - lp_adjoint(dzL_) - dzC_[:, 1:] + r_xq
                     e_t = -dzC_[:, 0] + r_xt
                     cq, ct, czL, czC, XcQ = solve_kkt(e_q, e_t, None, None, np.zeros_like(dsL_sc),
                                                       np.zeros_like(dsC_sc))
@@ -825,10 +850,8 @@ class RestrictedIPM:
                     XdQ = XdQ + XcQ
                 dsLt = dsL_sc - dzLt
                 dsCt = dsC_sc - dzCt
-                GdL = self.Sp * XdQ
+                GdL = s_e * XdQ
                 dsL_ = GdL if r_pL is None else r_pL + GdL
-                if KP is not None:
-                    dsL_ = dsL_ * KP
                 dzL_ = dzLt * inv_om
                 GdC = np.column_stack([dtau, dq])
                 dsC_ = GdC if r_pC is None else r_pC + GdC
@@ -854,8 +877,6 @@ class RestrictedIPM:
             sigma = min(1.0, max(0.0, gap_aff / max(gap, 1e-300))) ** 3
             # ---- corrector
             dsL_sc = (-lamL * lamL + sigma * mu - dsLt_a * dzLt_a) / lamLs
-            if KP is not None:
-                dsL_sc *= KP
             e = np.zeros((m, d + 1))
             e[:, 0] = 1.0
             rcC = -_jprod(lamC, lamC) + sigma * mu * e - _jprod(dsCt_a, dzCt_a)
@@ -872,8 +893,6 @@ class RestrictedIPM:
                 lo, hi = 0.1 * sigma * mu, 10.0 * sigma * mu
                 tgt = np.clip(v, lo, hi)
                 r = np.maximum(tgt - v, -hi)
-                if KP is not None:
-                    r *= KP
                 corr = newton(r / lamLs, np.zeros_like(lamC), refine=0, homogeneous=True)
                 trial = tuple(a + b for a, b in zip(dirn, corr))
                 amax_t = max_step(*trial[6:])
@@ -897,13 +916,16 @@ class RestrictedIPM:
             zC = zC + step * dzC
         if status not in ("polished", "optimal") and good is not None:
             # numerical trouble: fall back to the last well-behaved iterate
-            q, tau, sL, zL, zC = good["q"], good["tau"], good["sL"], good["zL"], good["zC"]
+            q, tau, sL, zL, zC, ent = (good["q"], good["tau"], good["sL"], good["zL"], good["zC"],
+                                       good["ent"])
         if polish is not None and status not in ("polished",) and good is not None:
-            if polish(dict(good, it_time=None)):
+            if polish(dict(good, it_time=None, sL=dense(good["sL"], good["ent"], 1.0),
+                           zL=dense(good["zL"], good["ent"], 0.0))):
                 status = "polished"
         XQ = self.products(q)
         Z = self.predictions(XQ)
         GZ = loss.gradient(Z, Y)
+        sL, zL = dense(sL, ent, 1.0), dense(zL, ent, 0.0)
         rxq = self.grad_q(GZ) - self.lp_adjoint(zL) - zC[:, 1:]
         dual_norms = np.sqrt(np.einsum("bi,bi->b", rxq + zC[:, 1:], rxq + zC[:, 1:]))
         return {"q": q, "tau": tau, "zL": zL, "zC": zC, "sL": sL, "sC": sC, "n_iter": it,
